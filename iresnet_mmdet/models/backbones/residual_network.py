@@ -1,0 +1,491 @@
+"""One engine for the Improved Residual Networks family (Duta et al., ICPR 2020).
+
+The paper changes ResNet in three independent ways, and each is one argument of
+:class:`ResidualNetwork`:
+
+* ``layout`` -- where the norms and activations sit along a stage:
+  ``'resnet'`` (post-activation, He et al. 2015), ``'preact'`` (pre-activation, He et al. 2016) or
+  ``'stage'`` (the paper's start / middle / end blocks, :func:`stage_placement`).
+* ``shortcut`` -- how the projection shortcut of a stage's first block downsamples:
+  ``'conv'`` (strided 1x1 conv + norm) or ``'pool'`` (the improved shortcut: 3x3 max-pool with the
+  stride, then 1x1 conv + norm).
+* ``block`` -- the building block: ``'basic'``, ``'bottleneck'`` or ``'group'`` (the ResGroup block:
+  a wide grouped 3x3 conv whose output is half its width).
+
+The named networks of the paper (:mod:`.variants`) are thin presets of these switches whose module
+and state-dict names equal the authors' released models, so their ImageNet checkpoints load as is.
+"""
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torch.utils.checkpoint as cp
+from mmcv.cnn import build_conv_layer, build_norm_layer
+from mmengine.model import BaseModule
+from mmengine.model.weight_init import constant_init
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from mmdet.registry import MODELS
+
+LAYOUTS = ('resnet', 'preact', 'stage')
+SHORTCUTS = ('conv', 'pool')
+BLOCKS = ('basic', 'bottleneck', 'group')
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where one block applies its norms and activations.
+
+    Attributes:
+        pre_norm: a norm (``bn0``) on the block input, before the residual branch.
+        pre_act: a ReLU on the block input, before the residual branch.
+        shared_pre: the pre-activated input also feeds the shortcut (otherwise the shortcut
+            sees the raw input).
+        branch_norm: the last conv of the branch is followed by its norm, before the addition.
+        post_norm: the last conv's norm is applied after the addition instead.
+        post_act: a ReLU after the addition.
+    """
+    pre_norm: bool = False
+    pre_act: bool = False
+    shared_pre: bool = False
+    branch_norm: bool = True
+    post_norm: bool = False
+    post_act: bool = True
+
+
+RESNET_PLACEMENT = Placement()
+
+
+def resnet_placement(stage: int, index: int, num_blocks: int, last_stage: bool) -> Placement:
+    """Post-activation ResNet: conv-norm-ReLU ..., conv-norm, add, ReLU."""
+    return RESNET_PLACEMENT
+
+
+def preact_placement(stage: int, index: int, num_blocks: int, last_stage: bool) -> Placement:
+    """Pre-activation ResNet: norm-ReLU-conv ..., add; norm + ReLU after the network.
+
+    A stage's first block pre-activates before the split, so its projection shortcut sees the
+    normalised input (He et al. 2016). The network's very first block needs no pre-activation: the
+    stem already ends with norm + ReLU. The final norm + ReLU is the last block's post-addition norm.
+    """
+    first_of_network = stage == 0 and index == 0
+    last_of_network = last_stage and index == num_blocks - 1
+    return Placement(
+        pre_norm=not first_of_network,
+        pre_act=not first_of_network,
+        shared_pre=index == 0,
+        branch_norm=False,
+        post_norm=last_of_network,
+        post_act=last_of_network)
+
+
+def stage_placement(stage: int, index: int, num_blocks: int, last_stage: bool) -> Placement:
+    """The paper's stage-based placement (ResStage, iResNet, iResGroup).
+
+    * start (index 0): conv-norm-ReLU ..., conv-norm, add; nothing after the addition.
+    * first middle (index 1): ReLU on the input, shared by branch and shortcut, no ``bn0``.
+      The authors' code applies an in-place ReLU to the input there, which silently reaches the
+      shortcut too; with their weights the stage start is therefore "add, then ReLU". We apply that
+      ReLU explicitly (out of place) to both paths, which keeps their numerics and module layout.
+    * middle: ``bn0``-ReLU-conv ..., add; nothing after the addition.
+    * end (last): like a middle block, then norm + ReLU after the addition.
+    """
+    if num_blocks < 2:
+        raise ValueError('the stage layout needs at least 2 blocks per stage (a start and an end '
+                         f'block), got {num_blocks}')
+    if index == 0:
+        return Placement(branch_norm=True, post_act=False)
+    end = index == num_blocks - 1
+    return Placement(
+        pre_norm=index > 1,
+        pre_act=True,
+        shared_pre=index == 1,
+        branch_norm=False,
+        post_norm=end,
+        post_act=end)
+
+
+PLACEMENTS = dict(resnet=resnet_placement, preact=preact_placement, stage=stage_placement)
+
+
+@dataclass(frozen=True)
+class ConvSpec:
+    """One conv of a residual branch."""
+    in_channels: int
+    out_channels: int
+    kernel_size: int
+    stride: int = 1
+    dilation: int = 1
+    groups: int = 1
+
+
+def branch_convs(block: str, in_channels: int, width: int, out_channels: int, stride: int,
+                 dilation: int, groups: int) -> List[ConvSpec]:
+    """The convs of a building block's residual branch (stride on the 3x3, "pytorch style")."""
+    if block == 'basic':
+        return [ConvSpec(in_channels, width, 3, stride, dilation),
+                ConvSpec(width, out_channels, 3)]
+    return [ConvSpec(in_channels, width, 1),
+            ConvSpec(width, width, 3, stride, dilation, groups),
+            ConvSpec(width, out_channels, 1)]
+
+
+def block_widths(block: str, base_channels: int, stage: int) -> Tuple[int, int]:
+    """(3x3 width, output channels) of a stage's blocks.
+
+    Bottleneck expands its width by 4; the ResGroup block is "inverted": its grouped 3x3 is 4x
+    the base width and its output is half of that.
+    """
+    planes = base_channels * 2**stage
+    if block == 'basic':
+        return planes, planes
+    if block == 'bottleneck':
+        return planes, planes * 4
+    return planes * 4, planes * 2
+
+
+class ReLU(nn.ReLU):
+    """``nn.ReLU`` whose in-place behaviour can be chosen per call.
+
+    A block owns one ReLU module and calls it at every activation point, as the authors' blocks
+    do (complexity counters that key on modules see the same calls). Calls on a tensor that is
+    still needed elsewhere pass ``inplace=False``.
+    """
+
+    def forward(self, x: torch.Tensor, inplace: Optional[bool] = None) -> torch.Tensor:
+        return F.relu(x, inplace=self.inplace if inplace is None else inplace)
+
+
+class ResidualBlock(BaseModule):
+    """A residual block: building block x norm/activation placement x shortcut.
+
+    Module names follow the authors' models: ``bn0`` (pre-norm), ``conv{i}`` / ``bn{i}`` (the i-th
+    conv and its norm; the last norm sits either inside the branch or after the addition) and
+    ``downsample`` (the projection shortcut, or ``None``).
+
+    Args:
+        convs: the branch convs, see :func:`branch_convs`.
+        placement: where the norms and activations sit, see :class:`Placement`.
+        downsample: the shortcut module, or ``None`` for identity.
+        conv_cfg: config of the conv layers.
+        norm_cfg: config of the norm layers.
+        with_cp: use activation checkpointing (saves memory, costs a recomputation).
+        init_cfg: initialisation config.
+    """
+
+    def __init__(self,
+                 convs: Sequence[ConvSpec],
+                 placement: Placement,
+                 downsample: Optional[nn.Module] = None,
+                 conv_cfg: Optional[dict] = None,
+                 norm_cfg: dict = dict(type='BN'),
+                 with_cp: bool = False,
+                 init_cfg=None):
+        super().__init__(init_cfg)
+        self.placement = placement
+        self.with_cp = with_cp
+        self.num_convs = len(convs)
+        self.pre_norm_name = None
+        if placement.pre_norm:
+            self.pre_norm_name, norm = build_norm_layer(norm_cfg, convs[0].in_channels, postfix=0)
+            self.add_module(self.pre_norm_name, norm)
+        self.norm_names = []
+        for i, spec in enumerate(convs, start=1):
+            conv = build_conv_layer(
+                conv_cfg, spec.in_channels, spec.out_channels, spec.kernel_size,
+                stride=spec.stride, padding=spec.dilation * (spec.kernel_size // 2),
+                dilation=spec.dilation, groups=spec.groups, bias=False)
+            self.add_module(f'conv{i}', conv)
+            last = i == len(convs)
+            if not last or placement.branch_norm or placement.post_norm:
+                name, norm = build_norm_layer(norm_cfg, spec.out_channels, postfix=i)
+                self.add_module(name, norm)
+                self.norm_names.append(name)
+        self.relu = ReLU(inplace=True)
+        self.downsample = downsample
+
+    @property
+    def last_norm(self) -> Optional[nn.Module]:
+        """The norm of the last conv (in the branch or after the addition), if any."""
+        if len(self.norm_names) < self.num_convs:
+            return None
+        return getattr(self, self.norm_names[-1])
+
+    def _branch(self, x: torch.Tensor) -> torch.Tensor:
+        out = x
+        for i in range(1, self.num_convs + 1):
+            out = getattr(self, f'conv{i}')(out)
+            if i < self.num_convs:
+                out = self.relu(getattr(self, self.norm_names[i - 1])(out))
+            elif self.placement.branch_norm:
+                out = self.last_norm(out)
+        return out
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = self.placement
+        pre = x
+        if p.pre_norm:
+            pre = getattr(self, self.pre_norm_name)(pre)
+        if p.pre_act:
+            # Out of place when ``pre`` is still the block input (needed by the shortcut).
+            pre = self.relu(pre, inplace=p.pre_norm)
+        identity = pre if p.shared_pre else x
+        if self.downsample is not None:
+            identity = self.downsample(identity)
+        out = self._branch(pre) + identity
+        if p.post_norm:
+            out = self.last_norm(out)
+        if p.post_act:
+            out = self.relu(out)
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.with_cp and x.requires_grad:
+            return cp.checkpoint(self._forward, x, use_reentrant=False)
+        return self._forward(x)
+
+
+@MODELS.register_module()
+class ResidualNetwork(BaseModule):
+    """The residual-network engine behind every backbone of this plugin.
+
+    The constructor follows mmdet's ``ResNet``; ``layout``, ``shortcut`` and ``block`` are the three
+    independent design choices of the paper (see the module docstring), so that ablations are one
+    config line, e.g. ``dict(type='ResidualNetwork', depth=50, layout='stage', shortcut='conv')``
+    is ResStage-50. Depths map to blocks per stage through ``arch_settings``.
+
+    Args:
+        depth: network depth, a key of ``arch_settings``.
+        layout: ``'resnet'``, ``'preact'`` or ``'stage'``; ``None`` takes the preset's.
+        shortcut: ``'conv'`` or ``'pool'``; ``None`` takes the preset's.
+        block: ``'basic'``, ``'bottleneck'`` or ``'group'``; ``None`` takes the depth's default
+            (basic below 50 layers, bottleneck from 50).
+        stem_pool: 3x3 stride-2 max-pool after the stem. ``None``: only with the conv shortcut
+            (the improved shortcut takes over the stem pool's downsampling).
+        groups: groups of the grouped 3x3 conv per stage (``group`` block only); ``None`` takes
+            the preset's (ResGroup: 8, 16, 32, 64; ResGroupFix: 64 everywhere).
+        in_channels: input image channels.
+        stem_channels: output channels of the stem; ``None`` means ``base_channels``.
+        base_channels: width of the first stage (64 in every released model).
+        num_stages: number of stages, 1 to 4.
+        strides: stride of each stage; ``None`` takes the preset's (``(1, 2, 2, 2)`` with the stem
+            pool, ``(2, 2, 2, 2)`` without). SSD sets the third stage to 1. With the improved
+            shortcut, a stage whose stride is set to 1 keeps its max-pool at stride 1 (a 3x3 max
+            filter), as in the authors' detection models, so checkpoints load unchanged.
+        dilations: dilation of the 3x3 conv of each stage.
+        out_indices: stages whose outputs are returned.
+        frozen_stages: stages to freeze (no gradient, norm in eval mode); 0 freezes the stem,
+            -1 nothing.
+        conv_cfg: config of conv layers.
+        norm_cfg: config of norm layers (BN, SyncBN, GN, ...).
+        norm_eval: keep norm layers in eval mode during training (frozen statistics).
+        with_cp: activation checkpointing in every block.
+        zero_init_residual: zero the norm that ends each residual branch so that blocks start as
+            identities. Only possible where every branch ends in a norm (``layout='resnet'``).
+        init_cfg: initialisation config. The default is the authors' (Kaiming normal, fan_out, for
+            convs; weight 1, bias 0 for norms).
+    """
+
+    arch_settings = {
+        18: ('basic', (2, 2, 2, 2)),
+        34: ('basic', (3, 4, 6, 3)),
+        50: ('bottleneck', (3, 4, 6, 3)),
+        101: ('bottleneck', (3, 4, 23, 3)),
+        152: ('bottleneck', (3, 8, 36, 3)),
+        200: ('bottleneck', (3, 24, 36, 3)),
+    }
+    # Design choices of the preset; every one can be overridden by the matching argument.
+    default_layout = 'resnet'
+    default_shortcut = 'conv'
+    #: Groups of the ``group`` block per stage: ResGroup's fixed group width of 32.
+    default_groups = (8, 16, 32, 64)
+
+    def __init__(self,
+                 depth: int,
+                 layout: Optional[str] = None,
+                 shortcut: Optional[str] = None,
+                 block: Optional[str] = None,
+                 stem_pool: Optional[bool] = None,
+                 groups: Optional[Sequence[int]] = None,
+                 in_channels: int = 3,
+                 stem_channels: Optional[int] = None,
+                 base_channels: int = 64,
+                 num_stages: int = 4,
+                 strides: Optional[Sequence[int]] = None,
+                 dilations: Sequence[int] = (1, 1, 1, 1),
+                 out_indices: Sequence[int] = (0, 1, 2, 3),
+                 frozen_stages: int = -1,
+                 conv_cfg: Optional[dict] = None,
+                 norm_cfg: dict = dict(type='BN', requires_grad=True),
+                 norm_eval: bool = True,
+                 with_cp: bool = False,
+                 zero_init_residual: bool = False,
+                 init_cfg=None):
+        if init_cfg is None:
+            init_cfg = [
+                dict(type='Kaiming', layer='Conv2d', mode='fan_out', nonlinearity='relu'),
+                dict(type='Constant', val=1, layer=['_BatchNorm', 'GroupNorm'])
+            ]
+        super().__init__(init_cfg)
+        if depth not in self.arch_settings:
+            raise KeyError(f'invalid depth {depth} for {type(self).__name__}; '
+                           f'valid depths: {sorted(self.arch_settings)}')
+        default_block, stage_blocks = self.arch_settings[depth]
+        layout = layout or self.default_layout
+        shortcut = shortcut or self.default_shortcut
+        block = block or default_block
+        _check_choice('layout', layout, LAYOUTS)
+        _check_choice('shortcut', shortcut, SHORTCUTS)
+        _check_choice('block', block, BLOCKS)
+        if not 1 <= num_stages <= 4:
+            raise ValueError(f'num_stages must be between 1 and 4, got {num_stages}')
+        stem_pool = shortcut == 'conv' if stem_pool is None else stem_pool
+        # The improved shortcut has a max-pool in every stage whose *architectural* stride is 2.
+        arch_strides = (1, 2, 2, 2) if stem_pool else (2, 2, 2, 2)
+        strides = arch_strides if strides is None else tuple(strides)
+        groups = tuple(groups) if groups is not None else self.default_groups
+        if block != 'group':
+            groups = (1, 1, 1, 1)
+        for name, value in (('strides', strides), ('dilations', dilations), ('groups', groups)):
+            if len(value) < num_stages:
+                raise ValueError(f'{name} needs one value per stage ({num_stages}), got {value}')
+        if max(out_indices) >= num_stages or min(out_indices) < 0:
+            raise ValueError(f'out_indices {tuple(out_indices)} must lie in [0, {num_stages})')
+        if zero_init_residual and layout != 'resnet':
+            raise ValueError(
+                f"zero_init_residual=True needs every residual branch to end in a norm, but with "
+                f"layout='{layout}' the middle blocks' branches end in a conv (their norm is the "
+                f"next block's bn0); the authors' code crashes here. Use zero_init_residual=False.")
+
+        self.depth = depth
+        self.layout = layout
+        self.shortcut = shortcut
+        self.block = block
+        self.stem_pool = stem_pool
+        self.stage_blocks = stage_blocks[:num_stages]
+        self.num_stages = num_stages
+        self.strides = strides
+        self.dilations = tuple(dilations)
+        self.groups = groups
+        self.out_indices = tuple(out_indices)
+        self.frozen_stages = frozen_stages
+        self.conv_cfg = conv_cfg
+        self.norm_cfg = norm_cfg
+        self.norm_eval = norm_eval
+        self.with_cp = with_cp
+        self.zero_init_residual = zero_init_residual
+
+        stem_channels = stem_channels or base_channels
+        self._make_stem(in_channels, stem_channels)
+        placement = PLACEMENTS[layout]
+        channels = stem_channels
+        stage_channels = []
+        self.res_layers = []
+        for i in range(num_stages):
+            width, out_channels = block_widths(block, base_channels, i)
+            blocks = []
+            for j in range(self.stage_blocks[i]):
+                first = j == 0
+                stride = strides[i] if first else 1
+                shortcut_module = None
+                if first:
+                    shortcut_module = self._make_shortcut(
+                        channels, out_channels, stride, keep_pool=arch_strides[i] > 1)
+                blocks.append(
+                    ResidualBlock(
+                        branch_convs(block, channels, width, out_channels, stride,
+                                     self.dilations[i], groups[i]),
+                        placement(i, j, self.stage_blocks[i], i == num_stages - 1),
+                        shortcut_module, conv_cfg, norm_cfg, with_cp))
+                channels = out_channels
+            layer_name = f'layer{i + 1}'
+            self.add_module(layer_name, nn.Sequential(*blocks))
+            self.res_layers.append(layer_name)
+            stage_channels.append(out_channels)
+        #: Output channels of each built stage (for the neck's ``in_channels``).
+        self.out_channels = tuple(stage_channels)
+        self.feat_dim = stage_channels[-1]
+        self._freeze_stages()
+
+    def _make_stem(self, in_channels: int, stem_channels: int) -> None:
+        self.conv1 = build_conv_layer(
+            self.conv_cfg, in_channels, stem_channels, 7, stride=2, padding=3, bias=False)
+        self.norm1_name, norm1 = build_norm_layer(self.norm_cfg, stem_channels, postfix=1)
+        self.add_module(self.norm1_name, norm1)
+        self.relu = nn.ReLU(inplace=True)
+        if self.stem_pool:
+            self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+
+    def _make_shortcut(self, in_channels: int, out_channels: int, stride: int,
+                       keep_pool: bool) -> Optional[nn.Module]:
+        """The projection shortcut of a stage's first block, or ``None`` for identity.
+
+        Index layout (state-dict keys) as in the authors' models: ``conv`` gives
+        ``Sequential(conv1x1(stride), norm)``; ``pool`` gives ``Sequential(MaxPool2d(3, stride),
+        conv1x1, norm)``, ``Sequential(conv1x1, norm)`` without a pool, or a bare pool when the
+        channels do not change.
+        """
+        use_pool = self.shortcut == 'pool' and (stride > 1 or keep_pool)
+        if stride == 1 and in_channels == out_channels and not use_pool:
+            return None
+        pool = nn.MaxPool2d(kernel_size=3, stride=stride, padding=1) if use_pool else None
+        if in_channels == out_channels:
+            return pool if pool is not None else self._projection(in_channels, out_channels, stride)
+        if pool is not None:
+            return nn.Sequential(pool, *self._projection(in_channels, out_channels, 1))
+        return self._projection(in_channels, out_channels, stride)
+
+    def _projection(self, in_channels: int, out_channels: int, stride: int) -> nn.Sequential:
+        conv = build_conv_layer(
+            self.conv_cfg, in_channels, out_channels, 1, stride=stride, bias=False)
+        return nn.Sequential(conv, build_norm_layer(self.norm_cfg, out_channels)[1])
+
+    @property
+    def norm1(self) -> nn.Module:
+        return getattr(self, self.norm1_name)
+
+    def _freeze_stages(self) -> None:
+        modules = []
+        if self.frozen_stages >= 0:
+            modules += [self.conv1, self.norm1]
+        modules += [getattr(self, f'layer{i}') for i in range(1, self.frozen_stages + 1)]
+        for m in modules:
+            m.eval()
+            for param in m.parameters():
+                param.requires_grad = False
+
+    def init_weights(self) -> None:
+        super().init_weights()
+        pretrained = isinstance(self.init_cfg, dict) and self.init_cfg.get('type') == 'Pretrained'
+        if self.zero_init_residual and not pretrained:
+            for m in self.modules():
+                if isinstance(m, ResidualBlock) and m.placement.branch_norm:
+                    constant_init(m.last_norm, 0)
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        x = self.relu(self.norm1(self.conv1(x)))
+        if self.stem_pool:
+            x = self.maxpool(x)
+        outs = []
+        for i, layer_name in enumerate(self.res_layers):
+            x = getattr(self, layer_name)(x)
+            if i in self.out_indices:
+                outs.append(x)
+        return tuple(outs)
+
+    def train(self, mode: bool = True):
+        """Switch train/eval mode, keeping frozen stages and (with ``norm_eval``) norms in eval."""
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for m in self.modules():
+                if isinstance(m, _BatchNorm):
+                    m.eval()
+        return self
+
+
+def _check_choice(name: str, value: str, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise ValueError(f'unknown {name} {value!r}; choose one of {list(choices)}')

@@ -1,0 +1,320 @@
+"""Backbones: faithfulness to the authors' released models and the mmdet ResNet contract."""
+import re
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.config import Config
+from torch.nn.modules.batchnorm import _BatchNorm
+
+import iresnet_mmdet  # noqa: F401
+from iresnet_mmdet.models import build_classifier
+from mmdet.registry import MODELS
+
+# A copy of ../shared/reference/official_keys: every key and shape of the released models.
+KEYS_DIR = Path(__file__).resolve().parent / 'data' / 'official_keys'
+
+VARIANTS = ['PreActResNet', 'ResStage', 'iResNet', 'ResGroup', 'ResGroupFix', 'iResGroup',
+            'iResGroupFix']
+
+
+def read_official_keys(arch):
+    keys = []
+    for line in (KEYS_DIR / f'{arch}_keys.txt').read_text().splitlines():
+        name, shape = line.split('\t')
+        keys.append((name, tuple(int(s) for s in re.findall(r'\d+', shape))))
+    return keys
+
+
+def state_shapes(module):
+    return [(k, tuple(v.shape)) for k, v in module.state_dict().items()]
+
+
+@pytest.mark.parametrize('arch', [
+    'resnet50', 'resstage50', 'iresnet18', 'iresnet50', 'iresnet101', 'resgroup50',
+    'resgroupfix50', 'iresgroup50', 'iresgroupfix50'
+])
+def test_state_dict_equals_official_keys(arch):
+    model = build_classifier(arch)
+    assert state_shapes(model) == read_official_keys(arch)
+    # An official checkpoint loads with strict=True; the backbone has the same keys without fc.
+    model.load_state_dict(
+        {k: torch.zeros(s) for k, s in read_official_keys(arch)}, strict=True)
+    family, depth = re.fullmatch(r'([a-z]+)(\d+)', arch).groups()
+    backbone_type = {'resnet': 'ResNet', 'resstage': 'ResStage', 'iresnet': 'iResNet',
+                     'resgroup': 'ResGroup', 'resgroupfix': 'ResGroupFix',
+                     'iresgroup': 'iResGroup', 'iresgroupfix': 'iResGroupFix'}[family]
+    backbone = MODELS.build(dict(type=backbone_type, depth=int(depth)))
+    assert state_shapes(backbone) == [
+        ks for ks in read_official_keys(arch) if not ks[0].startswith('fc.')]
+
+
+@pytest.mark.parametrize('arch, params_m', [
+    ('resnet50', 25.56), ('iresnet50', 25.56), ('resgroupfix50', 23.37), ('resgroup50', 24.89),
+    ('iresgroupfix50', 23.37), ('iresgroup50', 24.89), ('resgroupfix101', 43.79),
+    ('resgroup101', 47.81), ('resgroupfix152', 60.61), ('resgroup152', 66.99),
+    ('iresnet302', 96.59), ('iresnet404', 124.52), ('resstage50', 25.56)
+])
+def test_imagenet_parameter_counts_equal_paper(arch, params_m):
+    model = build_classifier(arch)
+    n = sum(p.numel() for p in model.parameters())
+    assert round(n / 1e6, 2) == params_m
+
+
+# --------------------------------------------------------------------------------------------
+# Numerics against an independent functional implementation of the authors' forward pass
+# (written from the model description: ARCHITECTURE_NOTES.md sections 1.4-1.8).
+# --------------------------------------------------------------------------------------------
+def _bn(sd, name, x):
+    return F.batch_norm(x, sd[f'{name}.running_mean'], sd[f'{name}.running_var'],
+                        sd[f'{name}.weight'], sd[f'{name}.bias'], False, 0.0, 1e-5)
+
+
+def _conv(sd, name, x, stride=1):
+    w = sd[f'{name}.weight']
+    groups = x.shape[1] // w.shape[1]
+    return F.conv2d(x, w, stride=stride, padding=w.shape[-1] // 2, groups=groups)
+
+
+def reference_forward(sd, x, layout, stem_pool, stage_strides):
+    """The authors' models, functionally. ``layout``: 'resnet' or 'stage'."""
+    x = F.relu(_bn(sd, 'bn1', _conv(sd, 'conv1', x, 2)))
+    if stem_pool:
+        x = F.max_pool2d(x, 3, 2, 1)
+    for s in range(1, 5):
+        n = 1 + max(int(k.split('.')[1]) for k in sd if k.startswith(f'layer{s}.'))
+        for i in range(n):
+            p = f'layer{s}.{i}'
+            num_convs = 3 if f'{p}.conv3.weight' in sd else 2
+            stride = stage_strides[s - 1] if i == 0 else 1
+            last_bn = f'{p}.bn{num_convs}'
+            identity = x
+            if layout == 'stage' and i > 0:
+                if f'{p}.bn0.weight' in sd:
+                    out = F.relu(_bn(sd, f'{p}.bn0', x))
+                else:  # the authors' in-place ReLU: it reaches the shortcut too
+                    x = F.relu(x)
+                    identity = out = x
+            else:
+                out = x
+            for c in range(1, num_convs + 1):
+                conv_stride = stride if (c == 2 and num_convs == 3) or (c == 1 and num_convs == 2) \
+                    else 1
+                out = _conv(sd, f'{p}.conv{c}', out, conv_stride)
+                if c < num_convs:
+                    out = F.relu(_bn(sd, f'{p}.bn{c}', out))
+            end = layout == 'stage' and i == n - 1 and i > 0
+            if not end and f'{last_bn}.weight' in sd:
+                out = _bn(sd, last_bn, out)
+            if f'{p}.downsample.2.weight' in sd:  # improved shortcut: pool, conv, BN
+                identity = F.max_pool2d(x, 3, stride, 1)
+                identity = _bn(sd, f'{p}.downsample.2', _conv(sd, f'{p}.downsample.1', identity))
+            elif f'{p}.downsample.1.weight' in sd:
+                identity = _bn(sd, f'{p}.downsample.1', _conv(sd, f'{p}.downsample.0', x, stride))
+            elif layout == 'stage' and i == 0 and stride > 1:  # bare max-pool shortcut
+                identity = F.max_pool2d(x, 3, stride, 1)
+            out = out + identity
+            if layout == 'resnet':
+                out = F.relu(out)
+            elif end:
+                out = F.relu(_bn(sd, last_bn, out))
+            x = out
+    x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+    return F.linear(x, sd['fc.weight'], sd['fc.bias'])
+
+
+def randomize(model, seed=0):
+    """Random weights and norm statistics, so that every norm matters."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, t in model.state_dict().items():
+            if t.dtype != torch.float32:
+                continue
+            if name.endswith('running_var'):
+                t.copy_(torch.rand(t.shape, generator=g) + 0.5)
+            elif name.endswith(('running_mean', 'bias')):
+                t.copy_(torch.randn(t.shape, generator=g) * 0.1)
+            elif t.dim() == 1:
+                t.copy_(torch.rand(t.shape, generator=g) + 0.5)
+            else:
+                fan_in = t[0].numel()
+                t.copy_(torch.randn(t.shape, generator=g) * (2.0 / fan_in)**0.5)
+    return model
+
+
+@pytest.mark.parametrize('arch, layout, stem_pool, strides', [
+    ('iresnet50', 'stage', False, (2, 2, 2, 2)),
+    ('iresnet18', 'stage', False, (2, 2, 2, 2)),
+    ('resstage50', 'stage', True, (1, 2, 2, 2)),
+    ('iresgroup50', 'stage', False, (2, 2, 2, 2)),
+    ('iresgroupfix50', 'stage', False, (2, 2, 2, 2)),
+    ('resgroup50', 'resnet', True, (1, 2, 2, 2)),
+])
+def test_outputs_equal_reference_implementation(arch, layout, stem_pool, strides):
+    model = randomize(build_classifier(arch)).eval()
+    x = torch.randn(2, 3, 96, 96, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ours = model(x)
+        ref = reference_forward(model.state_dict(), x, layout, stem_pool, strides)
+    torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_first_middle_block_relu_reaches_shortcut():
+    """The stage start is "add, then ReLU": a pure-identity first middle block differs."""
+    model = randomize(build_classifier('iresnet50')).eval()
+    block = model.layer1[1]
+    y = torch.randn(1, 256, 8, 8)
+    y_before = y.clone()
+    with torch.no_grad():
+        out = block(y)
+        r = F.relu(y)
+        branch = block._branch(r)
+    torch.testing.assert_close(out, r + branch)
+    assert not torch.allclose(out, y + branch, atol=1e-3)
+    assert torch.equal(y, y_before)  # the block input is untouched (no in-place side effect)
+
+
+# --------------------------------------------------------------------------------------------
+# mmdet backbone contract
+# --------------------------------------------------------------------------------------------
+def _depths(variant):
+    return sorted(MODELS.get(variant).arch_settings)
+
+
+def _expected_channels(variant, depth, base):
+    block = MODELS.get(variant).arch_settings[depth][0]
+    mult = {'basic': 1, 'bottleneck': 4, 'group': 2}[block]
+    return tuple(base * mult * 2**i for i in range(4))
+
+
+@pytest.mark.parametrize('variant, depth', [(v, d) for v in VARIANTS for d in _depths(v)])
+def test_every_variant_and_depth_builds_with_documented_shapes(variant, depth):
+    base = 16 if 'Group' in variant else 8  # tiny widths (64 groups need a 64-wide 3x3)
+    model = MODELS.build(dict(type=variant, depth=depth, base_channels=base)).eval()
+    expected = _expected_channels(variant, depth, base)
+    assert model.out_channels == expected
+    with torch.no_grad():
+        outs = model(torch.randn(1, 3, 64, 64))
+    assert isinstance(outs, tuple)
+    assert [tuple(o.shape) for o in outs] == [
+        (1, c, 64 // s, 64 // s) for c, s in zip(expected, (4, 8, 16, 32))]
+
+
+@pytest.mark.parametrize('variant', ['iResNet', 'iResGroup', 'ResStage'])
+def test_ssd_cut_keeps_max_pool_with_stride_1(variant):
+    model = MODELS.build(
+        dict(type=variant, depth=50, num_stages=3, strides=(2, 2, 1) if variant[0] == 'i' else
+             (1, 2, 1), out_indices=(2, ))).eval()
+    with torch.no_grad():
+        (c4, ) = model(torch.randn(1, 3, 300, 300))
+    assert tuple(c4.shape[2:]) == (38, 38)
+    assert c4.shape[1] == model.out_channels[-1] == (512 if 'Group' in variant else 1024)
+    shortcut = model.layer3[0].downsample
+    if variant[0] == 'i':
+        assert isinstance(shortcut[0], nn.MaxPool2d) and shortcut[0].stride == 1
+        keys = [k for k in model.state_dict() if k.startswith('layer3.0.downsample')]
+        assert keys[0] == 'layer3.0.downsample.1.weight' and keys[1].startswith(
+            'layer3.0.downsample.2.')
+    assert not hasattr(model, 'layer4')
+
+
+def test_unknown_depth_lists_valid_depths():
+    with pytest.raises(KeyError, match=r'invalid depth 42 .*\[50, 101, 152\]'):
+        MODELS.build(dict(type='iResGroup', depth=42))
+
+
+def test_bad_design_arguments_are_clear():
+    with pytest.raises(ValueError, match="unknown layout 'post'"):
+        MODELS.build(dict(type='ResidualNetwork', depth=50, layout='post'))
+    with pytest.raises(ValueError, match='num_stages'):
+        MODELS.build(dict(type='iResNet', depth=50, num_stages=5))
+    with pytest.raises(ValueError, match='out_indices'):
+        MODELS.build(dict(type='iResNet', depth=50, num_stages=3, out_indices=(3, )))
+
+
+@pytest.mark.parametrize('variant', ['ResStage', 'iResNet', 'iResGroup', 'PreActResNet'])
+def test_zero_init_residual_refused_where_branches_end_in_a_conv(variant):
+    with pytest.raises(ValueError, match='zero_init_residual=True needs every residual branch'):
+        MODELS.build(dict(type=variant, depth=50, zero_init_residual=True))
+
+
+def test_zero_init_residual_zeroes_branch_norms_of_resgroup():
+    model = MODELS.build(dict(type='ResGroup', depth=50, zero_init_residual=True))
+    model.init_weights()
+    assert all(float(b.bn3.weight.detach().abs().sum()) == 0 for layer in
+               (model.layer1, model.layer4) for b in layer)
+    assert float(model.layer1[0].bn2.weight.detach().sum()) > 0
+
+
+@pytest.mark.parametrize('variant', ['iResNet', 'PreActResNet', 'iResGroupFix'])
+def test_with_cp_gives_same_outputs_and_gradients(variant):
+    cfg = dict(type=variant, depth=50, base_channels=16, norm_eval=False)
+    torch.manual_seed(0)
+    plain = MODELS.build(cfg)
+    ckpt = MODELS.build({**cfg, 'with_cp': True})
+    ckpt.load_state_dict(plain.state_dict())
+    results = []
+    for model in (plain, ckpt):
+        model.train()
+        x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(3),
+                        requires_grad=True)
+        loss = sum((o**2).mean() for o in model(x))
+        loss.backward()
+        results.append((loss.detach(), x.grad, [p.grad for p in model.parameters()]))
+    torch.testing.assert_close(results[0][0], results[1][0])
+    torch.testing.assert_close(results[0][1], results[1][1])
+    for g0, g1 in zip(results[0][2], results[1][2]):
+        torch.testing.assert_close(g0, g1)
+
+
+def test_frozen_stages_and_norm_eval():
+    model = MODELS.build(dict(type='iResNet', depth=50, frozen_stages=2, norm_eval=True))
+    model.train()
+    for m in (model.conv1, model.bn1, model.layer1, model.layer2):
+        assert all(not p.requires_grad for p in m.parameters())
+    assert all(p.requires_grad for p in model.layer3.parameters())
+    assert not model.layer1[0].bn1.training
+    # norm_eval keeps every norm in eval mode, the convs' modules stay in train mode
+    assert all(not m.training for m in model.modules() if isinstance(m, _BatchNorm))
+    assert model.layer3.training
+    model = MODELS.build(dict(type='iResNet', depth=50, frozen_stages=0, norm_eval=False)).train()
+    assert model.layer1[0].bn1.training and not model.bn1.training
+    assert not model.conv1.weight.requires_grad and model.layer1[0].conv1.weight.requires_grad
+
+
+def test_norm_cfg_gn_and_dilations():
+    model = MODELS.build(
+        dict(type='iResNet', depth=50, norm_cfg=dict(type='GN', num_groups=32),
+             strides=(2, 2, 2, 1), dilations=(1, 1, 1, 2)))
+    assert any(k.startswith('layer4.2.gn0') for k in model.state_dict())
+    assert model.layer4[1].conv2.dilation == (2, 2)
+    with torch.no_grad():
+        outs = model.eval()(torch.randn(1, 3, 64, 64))
+    assert tuple(outs[3].shape) == (1, 2048, 4, 4)
+
+
+def test_custom_imports_config_builds_every_variant(tmp_path):
+    cfg_file = tmp_path / 'cfg.py'
+    cfg_file.write_text(
+        "custom_imports = dict(imports=['iresnet_mmdet'], allow_failed_imports=False)\n"
+        "backbones = [dict(type=t, depth=50) for t in "
+        f"{VARIANTS!r}]\n")
+    cfg = Config.fromfile(str(cfg_file))
+    for bcfg in cfg.backbones:
+        model = MODELS.build(bcfg)
+        assert type(model).__name__ == bcfg['type']
+
+
+def test_pretrained_init_cfg_with_prefix(tmp_path):
+    source = randomize(MODELS.build(dict(type='iResGroupFix', depth=50)))
+    ckpt = tmp_path / 'detector.pth'
+    torch.save({'state_dict': {f'backbone.{k}': v
+                               for k, v in source.state_dict().items()}}, ckpt)
+    model = MODELS.build(
+        dict(type='iResGroupFix', depth=50,
+             init_cfg=dict(type='Pretrained', checkpoint=str(ckpt), prefix='backbone.')))
+    model.init_weights()
+    for k, v in source.state_dict().items():
+        assert torch.equal(model.state_dict()[k], v), k
