@@ -28,16 +28,19 @@ BACKBONES = {
 }
 
 
-def time_forward(model, x, repeats):
+def time_forwards(models, x, repeats):
+    """Median forward time of each model, measured round-robin so that load changes on the
+    machine affect every model alike."""
+    times = [[] for _ in models]
     with torch.no_grad():
-        for _ in range(2):
+        for model in models:
             model(x)
-        times = []
         for _ in range(repeats):
-            start = time.perf_counter()
-            model(x)
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+            for model, samples in zip(models, times):
+                start = time.perf_counter()
+                model(x)
+                samples.append(time.perf_counter() - start)
+    return [statistics.median(samples) for samples in times]
 
 
 def main():
@@ -54,11 +57,14 @@ def main():
     x = torch.randn(args.batch, 3, args.size, args.size)
     memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
     x = x.contiguous(memory_format=memory_format)
-    rows = []
-    for name, cfg in BACKBONES.items():
-        model = MODELS.build(cfg).eval().to(memory_format=memory_format)
-        macs = model_complexity(model, (3, args.size, args.size), convention='macs')['flops']
-        rows.append((name, time_forward(model, x, args.repeats), macs))
+    models, macs = [], []
+    for cfg in BACKBONES.values():
+        model = MODELS.build(cfg)
+        model.eval()  # mmdet's ResNet.train() returns None, so no chaining
+        model.to(memory_format=memory_format)
+        models.append(model)
+        macs.append(model_complexity(model, (3, args.size, args.size), convention='macs')['flops'])
+    rows = list(zip(BACKBONES, time_forwards(models, x, args.repeats), macs))
     base_time, base_macs = rows[0][1], rows[0][2]
     print(f'input {args.batch}x3x{args.size}x{args.size}, {torch.get_num_threads()} threads, '
           f'channels_last={args.channels_last}, median of {args.repeats}')
