@@ -1,0 +1,370 @@
+"""The paper's detection table (SSD300, COCO val2017) from evaluated runs, as markdown and CSV.
+
+Used by ``tools/analysis/detection_table.py``; see :func:`main` for the command line.
+
+Columns: Backbone | AP .5:.95 | AP .5 | AP .75 | AP S | AP M | AP L | AR 1 | AR 10 | AR 100 |
+AR S | AR M | AR L | params | GFLOPs. AP/AR are printed in percent with one decimal, params in
+millions and GFLOPs with two decimals, as in the paper.
+"""
+import argparse
+import csv
+import io
+import json
+import os
+import os.path as osp
+import sys
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence
+
+from .coco_eval import BACKENDS, FIGURE_NAMES, CocoFormatError, evaluate_bbox, load_gt
+
+COLUMNS = ('Backbone', 'AP .5:.95', 'AP .5', 'AP .75', 'AP S', 'AP M', 'AP L', 'AR 1', 'AR 10',
+           'AR 100', 'AR S', 'AR M', 'AR L', 'params', 'GFLOPs')
+
+
+@dataclass
+class PaperRow:
+    """One published row: params (M), GFLOPs and the twelve figures in percent (None = unknown)."""
+    params: float
+    gflops: float
+    figures: Dict[str, Optional[float]] = field(
+        default_factory=lambda: OrderedDict((n, None) for n in FIGURE_NAMES))
+
+
+# The paper's SSD300 table on COCO val2017 (Duta et al., ICPR 2020, arXiv 2004.04989).
+# params/GFLOPs: as published; our SSD300 topology reproduces all of them (see
+# /work/shared/reference/ARCHITECTURE_NOTES.md section 4.3, 2019 thop counter).
+# AP/AR: NOT AVAILABLE to this project (offline, not in the reference notes); every figure is None
+# and prints as "-". To fill a row in, give the twelve values in percent as printed in the paper,
+# in FIGURE_NAMES order (AP, AP50, AP75, APs, APm, APl, AR1, AR10, AR100, ARs, ARm, ARl), e.g.
+#   'ResNet-50': PaperRow(22.89, 20.92, OrderedDict(zip(FIGURE_NAMES, [25.1, 42.0, ...]))),
+PAPER_SSD300_COCO: 'OrderedDict[str, PaperRow]' = OrderedDict([
+    ('ResNet-50', PaperRow(22.89, 20.92)),
+    ('iResNet-50', PaperRow(22.89, 20.99)),
+    ('iResGroupFix-50', PaperRow(21.13, 18.61)),
+    ('iResGroup-50', PaperRow(22.66, 21.62)),
+    ('ResNet-101', PaperRow(41.89, 48.45)),
+    ('iResNet-101', PaperRow(41.89, 48.49)),
+    ('iResGroupFix-101', PaperRow(41.55, 48.25)),
+    ('iResGroup-101', PaperRow(45.58, 54.87)),
+])
+
+
+@dataclass
+class TableRow:
+    """One table row.
+
+    Attributes:
+        name (str): Text of the Backbone cell.
+        figures (dict): FIGURE_NAMES -> fraction in [0, 1], -1 (undefined) or None (unknown).
+            For ``kind='diff'`` the differences, as fractions.
+        params (float, optional): Parameters in millions.
+        gflops (float, optional): GFLOPs.
+        kind (str): ``'ours'``, ``'paper'`` or ``'diff'`` (ours minus paper).
+    """
+    name: str
+    figures: Dict[str, Optional[float]]
+    params: Optional[float] = None
+    gflops: Optional[float] = None
+    kind: str = 'ours'
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading evaluated runs
+# ---------------------------------------------------------------------------------------------
+def _figures_from_flat(record: dict, prefix: Optional[str], source: str) -> Optional[dict]:
+    """The twelve figures from a flat ``{'<prefix>/bbox_AP': ...}`` dict, or None if absent."""
+    if prefix is not None:
+        prefixes = [f'{prefix}/' if prefix else '']
+    else:
+        prefixes = sorted({k[:-len('bbox_AP')] for k in record
+                           if isinstance(k, str) and k.endswith('bbox_AP')})
+    if not prefixes or f'{prefixes[0]}bbox_AP' not in record:
+        return None
+    if len(prefixes) > 1:
+        raise CocoFormatError(f"metrics file '{source}' holds several evaluators' figures "
+                              f"(prefixes {prefixes}); choose one with --prefix.")
+    pre = prefixes[0]
+    missing = [n for n in FIGURE_NAMES if f'{pre}bbox_{n}' not in record]
+    if missing:
+        raise CocoFormatError(
+            f"metrics file '{source}' has {pre}bbox_AP but not {missing}: it was not written with "
+            "CocoTableMetric (mmdet's CocoMetric logs no AR@1/10/100). Test again with "
+            "val_evaluator/test_evaluator type='CocoTableMetric', or pass the detections JSON "
+            '(<outfile_prefix>.bbox.json) instead.')
+    return OrderedDict((n, float(record[f'{pre}bbox_{n}'])) for n in FIGURE_NAMES)
+
+
+def read_metrics(path: str, prefix: Optional[str] = None) -> Optional[dict]:
+    """Read the twelve figures from a metrics file.
+
+    Accepted: the ``<timestamp>.json`` that ``tools/test.py`` writes (mmengine's LoggerHook), a
+    JSON-lines scalars file (``vis_data/scalars.json``; the last record with the figures wins), or
+    the ``<outfile_prefix>.metrics.json`` of ``CocoTableMetric``.
+
+    Args:
+        path (str): The file.
+        prefix (str, optional): Metric prefix (``'coco'`` by default when unambiguous).
+
+    Returns:
+        dict or None: FIGURE_NAMES -> fraction; None when the file is a detections list.
+
+    Raises:
+        CocoFormatError: the file holds no (complete) set of the twelve figures.
+    """
+    if not osp.isfile(path):
+        raise CocoFormatError(f"result file '{path}' does not exist.")
+    with open(path) as f:
+        text = f.read()
+    try:
+        records = [json.loads(text)]
+    except json.JSONDecodeError:
+        try:
+            records = [json.loads(line) for line in text.splitlines() if line.strip()]
+        except json.JSONDecodeError as e:
+            raise CocoFormatError(f"result file '{path}' is neither JSON nor JSON lines ({e})."
+                                  ) from None
+    if len(records) == 1 and isinstance(records[0], list):
+        return None
+    for record in reversed(records):
+        if not isinstance(record, dict):
+            continue
+        if isinstance(record.get('bbox'), dict) and 'AP' in record['bbox']:
+            return OrderedDict((n, float(record['bbox'][n])) for n in FIGURE_NAMES)
+        figures = _figures_from_flat(record, prefix, path)
+        if figures is not None:
+            return figures
+    raise CocoFormatError(
+        f"result file '{path}' holds no COCO box figures (no '*bbox_AP' key). Expected the "
+        "metrics JSON written by tools/test.py with CocoTableMetric, CocoTableMetric's "
+        '.metrics.json, or a detections JSON list.')
+
+
+def _evaluator_ann_file(cfg) -> Optional[str]:
+    for key in ('test_evaluator', 'val_evaluator'):
+        evaluators = cfg.get(key)
+        for ev in (evaluators if isinstance(evaluators, (list, tuple)) else [evaluators]):
+            if isinstance(ev, dict) and ev.get('ann_file'):
+                return ev['ann_file']
+    return None
+
+
+def run_figures(result: str, cfg=None, ann_file: Optional[str] = None,
+                backend: str = 'faster-coco-eval', prefix: Optional[str] = None) -> dict:
+    """The twelve figures of one run, from a metrics file or by evaluating a detections file.
+
+    Args:
+        result (str): Metrics file or detections JSON.
+        cfg (Config, optional): The run's config (its evaluator's ``ann_file`` is used for a
+            detections file when ``ann_file`` is not given).
+        ann_file (str, optional): COCO annotation file for a detections file.
+        backend (str): Evaluation backend for a detections file.
+        prefix (str, optional): Metric prefix in a metrics file.
+
+    Returns:
+        dict: FIGURE_NAMES -> fraction.
+    """
+    figures = read_metrics(result, prefix)
+    if figures is not None:
+        return figures
+    ann_file = ann_file or (_evaluator_ann_file(cfg) if cfg is not None else None)
+    if not ann_file:
+        raise CocoFormatError(f"'{result}' is a detections file: give the annotation file with "
+                              '--ann (or a config whose test_evaluator has ann_file).')
+    return evaluate_bbox(load_gt(ann_file), result, backend=backend).figures
+
+
+def backbone_name(cfg) -> str:
+    """Paper-style backbone name from a config, e.g. ``iResNet-50``.
+
+    Args:
+        cfg (Config): A detector config with ``model.backbone``.
+
+    Returns:
+        str: ``'<type>-<depth>'`` (or ``'<type>'`` without a depth).
+    """
+    backbone = cfg.get('model', {}).get('backbone')
+    if not isinstance(backbone, dict) or 'type' not in backbone:
+        raise CocoFormatError(f"config '{cfg.filename}' has no model.backbone.type; give the "
+                              'row name as the third value of --run.')
+    kind = str(backbone['type']).split('.')[-1]
+    depth = backbone.get('depth')
+    return f'{kind}-{depth}' if depth else kind
+
+
+def measure_complexity(cfg, convention: str = 'paper', input_size: int = 300):
+    """Params (M) and GFLOPs of a config's model, from ``iresnet_mmdet.analysis.complexity``.
+
+    Args:
+        cfg (Config): Detector config.
+        convention (str): ``'paper'`` (the 2019 thop counter) or ``'macs'``.
+        input_size (int): Square input side.
+
+    Returns:
+        tuple: ``(params in millions, GFLOPs)``.
+    """
+    from iresnet_mmdet.analysis.complexity import model_complexity
+    out = model_complexity(cfg, input_shape=(3, input_size, input_size), convention=convention)
+    return out['params'] / 1e6, out['flops'] / 1e9
+
+
+# ---------------------------------------------------------------------------------------------
+# Building and rendering
+# ---------------------------------------------------------------------------------------------
+def paper_rows(name: str) -> Optional[TableRow]:
+    """The published row for a backbone name, or None if the paper has none."""
+    row = PAPER_SSD300_COCO.get(name)
+    if row is None:
+        return None
+    figures = OrderedDict((n, None if v is None else v / 100) for n, v in row.figures.items())
+    return TableRow(f'{name} (paper)', figures, row.params, row.gflops, kind='paper')
+
+
+def _minus(a, b):
+    if a is None or b is None or a == -1 or b == -1:
+        return None
+    return a - b
+
+
+def with_paper(rows: Sequence[TableRow]) -> List[TableRow]:
+    """Insert, after each of our rows, the paper's row and the difference (ours - paper).
+
+    With no rows of ours, all published rows are returned.
+
+    Args:
+        rows (Sequence[TableRow]): Our rows (names as :func:`backbone_name` gives them).
+
+    Returns:
+        list[TableRow]: The interleaved rows.
+    """
+    if not rows:
+        return [paper_rows(name) for name in PAPER_SSD300_COCO]
+    out = []
+    for row in rows:
+        out.append(row)
+        paper = paper_rows(row.name)
+        if paper is None:
+            continue
+        diff = OrderedDict((n, _minus(row.figures.get(n), paper.figures[n]))
+                           for n in FIGURE_NAMES)
+        out += [paper, TableRow(f'{row.name} diff (ours - paper)', diff,
+                                _minus(row.params, paper.params),
+                                _minus(row.gflops, paper.gflops), kind='diff')]
+    return out
+
+
+def _cells(row: TableRow, unknown: str) -> List[str]:
+    sign = '+' if row.kind == 'diff' else ''
+
+    def fmt(value, scale, digits):
+        if value is None:
+            return unknown
+        if value == -1 and row.kind != 'diff':
+            return 'n/a'  # pycocotools' -1: no ground truth in that range
+        shown = round(value * scale, digits)
+        return f'{shown:{sign}.{digits}f}' if shown != 0 else f'{0:.{digits}f}'
+
+    cells = [row.name] + [fmt(row.figures.get(n), 100, 1) for n in FIGURE_NAMES]
+    return cells + [fmt(row.params, 1, 2), fmt(row.gflops, 1, 2)]
+
+
+def format_markdown(rows: Sequence[TableRow]) -> str:
+    """The table as GitHub markdown ("-" = unknown, "n/a" = no ground truth in that range)."""
+    lines = ['| ' + ' | '.join(COLUMNS) + ' |',
+             '|:---|' + '---:|' * (len(COLUMNS) - 1)]
+    lines += ['| ' + ' | '.join(_cells(row, '-')) + ' |' for row in rows]
+    return '\n'.join(lines) + '\n'
+
+
+def format_csv(rows: Sequence[TableRow]) -> str:
+    """The table as CSV with the same columns and rounding (empty cell = unknown)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator='\n')
+    writer.writerow(COLUMNS)
+    for row in rows:
+        writer.writerow(_cells(row, ''))
+    return buf.getvalue()
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------------
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    """Parse the command line of ``tools/analysis/detection_table.py``."""
+    parser = argparse.ArgumentParser(
+        description="Print the paper's SSD300/COCO detection table for evaluated runs.",
+        epilog='RESULT is the metrics JSON that tools/test.py writes '
+               '(work_dirs/<run>/<timestamp>/<timestamp>.json, needs CocoTableMetric), '
+               "CocoTableMetric's <outfile_prefix>.metrics.json, or a detections JSON "
+               '(<outfile_prefix>.bbox.json; evaluated here against --ann or the config\'s '
+               'test_evaluator ann_file). CONFIG may be "-" (then give NAME; no params/GFLOPs).')
+    parser.add_argument('--run', nargs='+', action='append', default=[],
+                        metavar='CONFIG RESULT [NAME]',
+                        help='one evaluated run; repeat for more rows')
+    parser.add_argument('--paper', action='store_true',
+                        help="add the paper's published row and the difference after each run "
+                             '(all published rows when no --run is given)')
+    parser.add_argument('--no-complexity', action='store_true',
+                        help='leave params and GFLOPs empty (no model is built)')
+    parser.add_argument('--convention', default='paper', choices=('paper', 'macs'),
+                        help="FLOP counting: 'paper' (2019 thop, the paper's) or 'macs'")
+    parser.add_argument('--input-size', type=int, default=300, help='square input side')
+    parser.add_argument('--ann', help='COCO annotation file for detections files')
+    parser.add_argument('--backend', default='faster-coco-eval', choices=BACKENDS,
+                        help='evaluation backend for detections files')
+    parser.add_argument('--prefix', help="metric prefix in metrics files (default: 'coco')")
+    parser.add_argument('--format', default='both', choices=('both', 'markdown', 'csv'))
+    parser.add_argument('--out', metavar='PREFIX',
+                        help='also write PREFIX.md and PREFIX.csv')
+    args = parser.parse_args(argv)
+    for run in args.run:
+        if len(run) not in (2, 3):
+            parser.error(f'--run takes CONFIG RESULT [NAME], got {run}')
+        if run[0] == '-' and len(run) == 2:
+            parser.error(f'--run {" ".join(run)}: without a config, give the row NAME')
+    if not args.run and not args.paper:
+        parser.error('give at least one --run (or --paper for the published rows)')
+    return args
+
+
+def build_row(config: str, result: str, name: Optional[str], args) -> TableRow:
+    """One of our rows from a ``--run`` triple."""
+    cfg = None
+    if config != '-':
+        from mmengine.config import Config
+        if not osp.isfile(config):
+            raise CocoFormatError(f"config '{config}' does not exist.")
+        cfg = Config.fromfile(config)
+    figures = run_figures(result, cfg, args.ann, args.backend, args.prefix)
+    params = gflops = None
+    if cfg is not None and not args.no_complexity:
+        params, gflops = measure_complexity(cfg, args.convention, args.input_size)
+    return TableRow(name or backbone_name(cfg), figures, params, gflops)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Command-line entry point; returns the exit status."""
+    args = parse_args(argv)
+    try:
+        rows = [build_row(run[0], run[1], run[2] if len(run) == 3 else None, args)
+                for run in args.run]
+    except CocoFormatError as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 2
+    if args.paper:
+        rows = with_paper(rows)
+    markdown, csv_text = format_markdown(rows), format_csv(rows)
+    parts = {'both': [markdown, csv_text], 'markdown': [markdown], 'csv': [csv_text]}
+    print('\n'.join(parts[args.format]), end='')
+    if any(r.kind == 'paper' and None in r.figures.values() for r in rows):
+        print("note: the paper's AP/AR cells are not available to this project ('-'); fill "
+              'them in PAPER_SSD300_COCO of iresnet_mmdet/evaluation/detection_table.py.',
+              file=sys.stderr)
+    if args.out:
+        os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
+        with open(f'{args.out}.md', 'w') as f:
+            f.write(markdown)
+        with open(f'{args.out}.csv', 'w') as f:
+            f.write(csv_text)
+    return 0
