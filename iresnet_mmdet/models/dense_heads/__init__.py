@@ -1,0 +1,3 @@
+from .fixed_ssd_head import FixedSSDHead
+
+__all__ = ['FixedSSDHead']

@@ -1,0 +1,15 @@
+# SSD300 (NVIDIA v1.1 topology) with an iResNet-50 backbone on COCO: paper table row "iResNet-50",
+# 22.89 M params / 20.99 GFLOPs (paper's counter: `tools/analysis/complexity.py <this config>`).
+# Paper: topology and backbone (verified by params/GFLOPs). Assumption: the recipe (NVIDIA's
+# defaults, see the _base_ files) and ImageNet initialisation from the authors' released checkpoint.
+_base_ = [
+    '../_base_/models/ssd300_nvidia.py', '../_base_/datasets/coco_ssd300_nvidia.py',
+    '../_base_/schedules/ssd300_nvidia_65e.py', '../_base_/default_runtime.py'
+]
+
+# iRes*: no stem max-pool, strides (2, 2, 1); layer3's max-pool shortcut keeps stride 1 (38x38).
+model = dict(
+    backbone=dict(
+        type='iResNet',
+        depth=50,
+        init_cfg=dict(type='Pretrained', checkpoint='checkpoints/iresnet50.pth')))
