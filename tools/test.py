@@ -1,0 +1,148 @@
+"""Test (evaluate) a checkpoint: mmdet's ``tools/test.py`` command line, CPU or GPUs.
+
+Examples::
+
+    python tools/test.py CONFIG work_dirs/run1/epoch_6.pth
+    python tools/test.py CONFIG CKPT --out results.pkl --metrics-out metrics.json
+    bash tools/dist_test.sh CONFIG CKPT 2                                     # 2 processes/GPUs
+
+Besides mmdet's options, ``--metrics-out FILE`` writes the final metrics as JSON. The checkpoint
+must fit the config's model (mmengine would only warn and evaluate random weights); bad input ends
+with one ``error:`` line and exit status 2.
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import sys
+import warnings
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # repository root
+# mmengine 0.10.7 imports pkg_resources, which setuptools >= 80 flags as deprecated on every run
+warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
+
+from iresnet_mmdet.engine import cli  # noqa: E402  (also registers the plugin's engine modules)
+
+
+def parse_args(argv=None):
+    from mmengine.config import DictAction
+    parser = argparse.ArgumentParser(description='Test (and eval) a detector')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--work-dir', help='the directory to save the file containing '
+                        'evaluation metrics')
+    parser.add_argument('--out', type=str,
+                        help='dump predictions to a pickle file for offline evaluation')
+    parser.add_argument('--metrics-out', type=str, help='write the final metrics to this JSON file')
+    parser.add_argument('--show', action='store_true', help='show prediction results')
+    parser.add_argument('--show-dir',
+                        help='directory where painted images will be saved; relative paths are '
+                        'inside the run\'s timestamped log directory')
+    parser.add_argument('--wait-time', type=float, default=2, help='the interval of show (s)')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override config settings, "key=value" pairs, e.g. test_dataloader.batch_size=1')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher')
+    parser.add_argument('--tta', action='store_true', help='test-time augmentation (flip)')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
+        parser.error('--out must end with .pkl or .pickle')
+    return args
+
+
+def apply_args(cfg, args):
+    """Apply the command line to the config, as mmdet's tools/test.py does."""
+    from mmdet.engine.hooks.utils import trigger_visualization_hook
+    cfg.launcher = args.launcher
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg.load_from = args.checkpoint
+    cfg.resume = False
+    if args.show or args.show_dir:
+        cfg = trigger_visualization_hook(cfg, args)
+    if args.tta:
+        apply_tta(cfg)
+    return cfg
+
+
+def apply_tta(cfg):
+    """Wrap the model for test-time augmentation (flip), with mmdet's defaults if not configured."""
+    import copy
+    import warnings
+    from mmengine import ConfigDict
+    if 'tta_model' not in cfg:
+        warnings.warn('no tta_model in the config: using DetTTAModel with NMS 0.5')
+        cfg.tta_model = dict(type='DetTTAModel',
+                             tta_cfg=dict(nms=dict(type='nms', iou_threshold=0.5),
+                                          max_per_img=100))
+    test_data_cfg = cfg.test_dataloader.dataset
+    while 'dataset' in test_data_cfg:
+        test_data_cfg = test_data_cfg['dataset']
+    if 'tta_pipeline' not in cfg:
+        warnings.warn('no tta_pipeline in the config: using the test pipeline with flips')
+        cfg.tta_pipeline = copy.deepcopy(test_data_cfg.pipeline)
+        cfg.tta_pipeline[-1] = dict(
+            type='TestTimeAug',
+            transforms=[[dict(type='RandomFlip', prob=1.),
+                         dict(type='RandomFlip', prob=0.)],
+                        [dict(type='PackDetInputs',
+                              meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
+                                         'scale_factor', 'flip', 'flip_direction'))]])
+    cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
+    test_data_cfg.pipeline = cfg.tta_pipeline
+
+
+def write_metrics(metrics, path):
+    """Write the metrics as JSON (numbers as floats)."""
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    clean = {k: (float(v) if isinstance(v, (int, float)) or hasattr(v, 'item') else v)
+             for k, v in metrics.items()}
+    with open(path, 'w') as f:
+        json.dump(clean, f, indent=2)
+
+
+def main(argv=None):
+    from iresnet_mmdet.engine.dist import setup_cpu_distributed
+    from mmdet.evaluation import DumpDetResults
+    from mmdet.utils import setup_cache_size_limit_of_dynamo
+    from mmdet.registry import RUNNERS
+    from mmengine.runner import Runner
+
+    args = parse_args(argv)
+    setup_cache_size_limit_of_dynamo()
+    cfg = cli.load_config(args.config, args.cfg_options)
+    cfg = apply_args(cfg, args)
+    cli.check_model_types(cfg)
+    cli.check_data(cfg, ['test'])
+    ckpt = cli.load_checkpoint_file(args.checkpoint)  # exists and loads safely, before any work
+    try:
+        setup_cpu_distributed(cfg, args.launcher)
+    except ValueError as exc:
+        raise cli.ToolError(str(exc)) from None
+    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    cli.check_checkpoint_fits(runner.model, args.checkpoint, ckpt)
+    del ckpt
+    if args.out is not None:
+        runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
+    metrics = runner.test()
+    if cli.rank() == 0:
+        if args.metrics_out:
+            write_metrics(metrics, args.metrics_out)
+        print('\nTest metrics:')
+        for key, value in metrics.items():
+            print(f'  {key}: {value}')
+        if args.metrics_out:
+            print(f'metrics written to {args.metrics_out}')
+        if args.out:
+            print(f'predictions written to {args.out}')
+    return 0
+
+
+if __name__ == '__main__':
+    cli.run_main(main)
