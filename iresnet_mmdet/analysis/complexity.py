@@ -1,6 +1,6 @@
 """Parameters and FLOPs of detectors, backbones and classifiers, without any dataset.
 
-Two counting conventions, always reported with their name, because "FLOPs" means different things
+Three counting conventions, always reported with their name, because "FLOPs" means different things
 in different tools (mmdet's ``get_flops.py`` and mmengine print multiply-accumulates under the name
 "flops"; one MAC is about two floating-point operations):
 
@@ -37,7 +37,16 @@ in different tools (mmdet's ``get_flops.py`` and mmengine print multiply-accumul
     different totals.
 
     thop matched modules by exact type; here rules apply to subclasses too (``isinstance``), so
-    wrappers such as a custom ``ReLU`` subclass are counted like their base class.
+    wrappers such as a custom ``ReLU`` subclass are counted like their base class. The rules apply
+    unchanged in 3D (the video table): a ``MaxPool3d((3, 3, 3))`` costs 27 per output element,
+    only a bare int kernel keeps the quirk above.
+
+``paper-cifar``
+    The counter of the paper's CIFAR table (ResNet / iResNet 164 ... 3002 layers): the ``paper``
+    rules, but **every call of a module counts** (later thop versions add to ``total_ops``), so a
+    block's shared ReLU costs the size of each of its applications. Only the ReLUs differ from
+    ``paper`` in these networks (no other module is called twice). Reported as "GFLOPs (paper
+    CIFAR counter)".
 
 For a detector the counted network is ``extract_feat`` + the head's ``forward`` (mmdet's
 ``mode='tensor'``): no data preprocessing, anchors, decoding or NMS. Parameters are all parameters
@@ -70,6 +79,9 @@ CONVENTIONS = {
               'thop-0.0.23 (mid-2019) op count used by the paper: conv MACs (+Cin/g per output '
               'element if biased), BN 4/elem, ReLU 1/elem, MaxPool k*out, AdaptiveAvgPool '
               '(k^2+1)*out, Linear (2in-1)*out; last call of each module only'),
+    'paper-cifar': ('FLOPs (paper CIFAR counter)',
+                    'the paper rules with every call of a module counted (each ReLU application), '
+                    'the counter of the paper\'s CIFAR table'),
     'macs': ('MACs (conv+linear)',
              'multiply-accumulates of conv and linear layers, every call counted '
              '(mmengine/fvcore "flops"; 1 MAC ~ 2 FLOPs)'),
@@ -92,13 +104,32 @@ PAPER_REFERENCE = {
         'ResNet-101': (41.89, 48.45), 'iResNet-101': (41.89, 48.49),
         'iResGroupFix-101': (41.55, 48.25), 'iResGroup-101': (45.58, 54.87),
     },
+    # CIFAR (32x32): GFLOPs in the 'paper-cifar' convention (TABLE_CONVENTION).
+    'cifar10': {
+        f'{name}-{depth}': ref for depth, ref in {
+            164: (1.70, 0.26), 1001: (10.33, 1.59), 2000: (20.62, 3.17), 3002: (30.93, 4.75)
+        }.items() for name in ('ResNet', 'iResNet')
+    },
+    'cifar100': {
+        f'{name}-{depth}': ref for depth, ref in {
+            164: (1.73, 0.26), 1001: (10.35, 1.59), 2000: (20.65, 3.17), 3002: (30.96, 4.75)
+        }.items() for name in ('ResNet', 'iResNet')
+    },
+    # Video clips of 16x224x224 (the paper's "baseline3D-50" is ResNet3D-50).
+    'kinetics400': {'ResNet3D-50': (47.00, 93.26), 'iResNet3D-50': (47.00, 93.93)},
+    'ssv2': {'ResNet3D-50': (46.54, None), 'iResNet3D-50': (46.54, None)},
 }
+#: The convention of each table's printed GFLOPs (``'paper'`` where not listed).
+TABLE_CONVENTION = {'cifar10': 'paper-cifar', 'cifar100': 'paper-cifar'}
+_TASK_LABELS = dict(ssd300='SSD300', imagenet='ImageNet', cifar10='CIFAR-10', cifar100='CIFAR-100',
+                    kinetics400='Kinetics-400', ssv2='SSv2', video='Video', cifar='CIFAR')
 
 # Backbone registry type -> display name (the paper's spelling); arch prefix -> display name.
 _DISPLAY = {
     'resnet': 'ResNet', 'iresnet': 'iResNet', 'resstage': 'ResStage', 'resgroup': 'ResGroup',
     'resgroupfix': 'ResGroupFix', 'iresgroup': 'iResGroup', 'iresgroupfix': 'iResGroupFix',
-    'preactresnet': 'PreActResNet',
+    'preactresnet': 'PreActResNet', 'resnetcifar': 'ResNet', 'iresnetcifar': 'iResNet',
+    'resnet3d': 'ResNet3D', 'iresnet3d': 'iResNet3D',
 }
 
 _ZERO_COST = (nn.Dropout, nn.Identity)
@@ -152,7 +183,8 @@ def _macs(m: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Optional[int]:
     return None
 
 
-_RULES = {'paper': (_paper_ops, False), 'macs': (_macs, True)}  # rule, accumulate over calls
+# rule, accumulate over calls
+_RULES = {'paper': (_paper_ops, False), 'paper-cifar': (_paper_ops, True), 'macs': (_macs, True)}
 
 
 def _first_tensor(obj) -> Optional[torch.Tensor]:
@@ -199,7 +231,7 @@ def count_ops(model: nn.Module,
             if ops is None:
                 unknown[conv].add(type(module).__name__)
                 continue
-            # paper: thop assigned (last call wins); macs: every call adds.
+            # paper: thop assigned (last call wins); paper-cifar, macs: every call adds.
             prev = per_module[conv].get(module, 0) if accumulate else 0
             per_module[conv][module] = prev + ops
 
@@ -235,9 +267,9 @@ def _check_convention(convention: str) -> None:
 
 def _check_shape(input_shape) -> Tuple[int, ...]:
     shape = tuple(int(s) for s in input_shape)
-    if len(shape) != 3 or min(shape) < 1:
-        raise ValueError(f'input_shape must be (C, H, W) with positive sizes, got {input_shape!r}; '
-                         'e.g. (3, 300, 300).')
+    if len(shape) not in (3, 4) or min(shape) < 1:
+        raise ValueError(f'input_shape must be (C, H, W), or (C, T, H, W) for a video network, '
+                         f'with positive sizes, got {input_shape!r}; e.g. (3, 300, 300).')
     return shape
 
 
@@ -279,12 +311,13 @@ def build_from_config(cfg) -> nn.Module:
     return MODELS.build(model_cfg)
 
 
-def build_named(arch: str, num_classes: int = 1000) -> nn.Module:
-    """Build the ImageNet form of an architecture name (e.g. ``'iresnet50'``).
+def build_named(arch: str, num_classes: Optional[int] = None) -> nn.Module:
+    """Build the classification form of an architecture name (e.g. ``'iresnet50'``).
 
     Args:
         arch (str): A name accepted by ``iresnet_mmdet.models.classifier.build_classifier``.
-        num_classes (int): Classifier outputs. Defaults to 1000.
+        num_classes (int, optional): Classifier outputs. Defaults to the architecture's dataset:
+            1000 (ImageNet), 10 (CIFAR, ``'cifar_iresnet164'``), 400 (video, ``'iresnet3d50'``).
 
     Returns:
         nn.Module: backbone + global average pool + fc, as released by the authors.
@@ -305,18 +338,19 @@ def _network_forward(model: nn.Module) -> Callable[[torch.Tensor], object]:
     return model
 
 
-def _resolve(target, device: Optional[str] = None) -> nn.Module:
+def _resolve(target, device: Optional[str] = None,
+             num_classes: Optional[int] = None) -> nn.Module:
     """Build ``target`` (on ``device``, e.g. ``'meta'``) unless it is already a module."""
     if isinstance(target, nn.Module):
         return target
     with torch.device(device) if device else contextlib.nullcontext():
         if isinstance(target, str) and not target.endswith('.py') and not osp.exists(target):
-            return build_named(target)
+            return build_named(target, num_classes)
         return build_from_config(target)
 
 
-def _count_target(target, input_shape: Optional[Sequence[int]],
-                  conventions: Sequence[str]) -> Tuple[nn.Module, Tuple[int, ...], dict]:
+def _count_target(target, input_shape: Optional[Sequence[int]], conventions: Sequence[str],
+                  num_classes: Optional[int] = None) -> Tuple[nn.Module, Tuple[int, ...], dict]:
     """Build (if needed) and count ``target``: (model, input shape, :func:`count_ops` result).
 
     A model built here is built on the ``meta`` device: only shapes matter to both conventions, so
@@ -325,7 +359,7 @@ def _count_target(target, input_shape: Optional[Sequence[int]],
     """
     devices = (None, ) if isinstance(target, nn.Module) else ('meta', 'cpu')
     for device in devices:
-        model = _resolve(target, device)
+        model = _resolve(target, device, num_classes)
         shape = _check_shape(input_shape) if input_shape else _default_shape(target, model)
         param = next(model.parameters(), None)
         x = torch.rand(1, *shape, device=param.device if param is not None else (device or 'cpu'))
@@ -346,10 +380,11 @@ def model_complexity(cfg_or_model: Union[str, dict, nn.Module],
         cfg_or_model (str | Config | dict | nn.Module): A config file, a (model) config dict, an
             architecture name for the ImageNet form (``'iresnet50'``), or a built module. Detectors
             are counted as ``extract_feat`` + head forward (no post-processing).
-        input_shape (Sequence[int]): (C, H, W) of the single input image. Defaults to
-            (3, 300, 300).
-        convention (str): ``'paper'`` (thop-2019 op count used by the paper) or ``'macs'``
-            (conv + linear multiply-accumulates, mmengine/fvcore). Defaults to ``'paper'``.
+        input_shape (Sequence[int]): (C, H, W) of the single input image, or (C, T, H, W) of a
+            clip. Defaults to (3, 300, 300).
+        convention (str): ``'paper'`` (thop-2019 op count used by the paper), ``'paper-cifar'``
+            (the same, every call counted: the paper's CIFAR table) or ``'macs'`` (conv + linear
+            multiply-accumulates, mmengine/fvcore). Defaults to ``'paper'``.
 
     Returns:
         dict: ``params`` (int, all parameters), ``flops`` (float, the total *in the chosen
@@ -403,13 +438,27 @@ def display_name(target, model: Optional[nn.Module] = None) -> str:
 
 
 def _task_of(model: nn.Module) -> str:
+    """The paper's table a model belongs to (its dataset), ``'backbone'`` without a classifier."""
     if hasattr(model, 'bbox_head'):
         return 'ssd300'
-    return 'imagenet' if isinstance(getattr(model, 'fc', None), nn.Linear) else 'backbone'
+    fc = getattr(model, 'fc', None)
+    if not isinstance(fc, nn.Linear):
+        return 'backbone'
+    setting = getattr(model, 'setting', 'imagenet')
+    if setting == 'cifar':
+        return {10: 'cifar10', 100: 'cifar100'}.get(fc.out_features, 'cifar')
+    if setting == 'video':
+        return {400: 'kinetics400', 174: 'ssv2'}.get(fc.out_features, 'video')
+    return 'imagenet'
 
 
-def _default_shape(target, model: nn.Module) -> Tuple[int, int, int]:
-    if _task_of(model) == 'imagenet':
+def _default_shape(target, model: nn.Module) -> Tuple[int, ...]:
+    task = _task_of(model)
+    if task.startswith('cifar'):
+        return (3, 32, 32)
+    if getattr(model, 'setting', None) == 'video':
+        return (3, 16, 224, 224)
+    if task == 'imagenet':
         return (3, 224, 224)
     size = 300
     if isinstance(target, str) and target.endswith('.py'):
@@ -418,30 +467,39 @@ def _default_shape(target, model: nn.Module) -> Tuple[int, int, int]:
     return (3, size, size)
 
 
-def complexity_rows(targets: Iterable, input_shape: Optional[Sequence[int]] = None) -> List[dict]:
-    """Both conventions for several targets (one forward each).
+def complexity_rows(targets: Iterable, input_shape: Optional[Sequence[int]] = None,
+                    num_classes: Optional[int] = None) -> List[dict]:
+    """Every convention for several targets (one forward each).
 
     Args:
         targets (Iterable): Config paths, architecture names, config dicts or modules.
-        input_shape (Sequence[int], optional): (C, H, W) for every target. Defaults to the
-            config's ``input_size`` (300) for detectors and 224 for ImageNet classifiers.
+        input_shape (Sequence[int], optional): (C, H, W) or (C, T, H, W) for every target.
+            Defaults to the config's ``input_size`` (300) for detectors, 224 for ImageNet
+            classifiers, 32 for CIFAR and 16x224x224 for video networks.
+        num_classes (int, optional): Classes of the classifiers built from architecture names;
+            defaults to their dataset's (1000, CIFAR 10, video 400).
 
     Returns:
         list[dict]: One dict per target with ``name``, ``target``, ``task``, ``input_shape``,
-        ``params``, ``paper_flops``, ``macs``, ``ref_params_m`` and ``ref_gflops`` (paper's
-        printed values or None), ``unused_params`` and ``uncounted`` (see :func:`count_ops`).
+        ``params``, ``paper_flops``, ``paper_cifar_flops``, ``macs``, ``ref_params_m`` and
+        ``ref_gflops`` (paper's printed values or None), ``ref_convention`` (the convention of
+        ``ref_gflops``, see :data:`TABLE_CONVENTION`), ``unused_params`` and ``uncounted`` (see
+        :func:`count_ops`).
     """
     rows = []
     for target in targets:
-        model, shape, counts = _count_target(target, input_shape, ('paper', 'macs'))
+        model, shape, counts = _count_target(target, input_shape, tuple(_RULES), num_classes)
         name, task = display_name(target, model), _task_of(model)
         ref = PAPER_REFERENCE.get(task, {}).get(name, (None, None))
         rows.append(
             dict(
                 name=name, target=target if isinstance(target, str) else name, task=task,
                 input_shape=shape, params=sum(p.numel() for p in model.parameters()),
-                paper_flops=counts['paper']['total'], macs=counts['macs']['total'],
-                ref_params_m=ref[0], ref_gflops=ref[1], unused_params=counts['_unused_params'],
+                paper_flops=counts['paper']['total'],
+                paper_cifar_flops=counts['paper-cifar']['total'], macs=counts['macs']['total'],
+                ref_params_m=ref[0], ref_gflops=ref[1],
+                ref_convention=TABLE_CONVENTION.get(task, 'paper'),
+                unused_params=counts['_unused_params'],
                 uncounted=sorted(set(counts['paper']['uncounted'] + counts['macs']['uncounted']))))
         del model
     return rows
@@ -462,17 +520,24 @@ def markdown_table(rows: Sequence[dict]) -> str:
 
     Returns:
         str: The table; "GFLOPs" is the paper's counter, "GMACs" conv+linear multiply-accumulates.
+        With rows of a table printed in the ``paper-cifar`` convention (CIFAR), a column "GFLOPs
+        (paper CIFAR counter)" follows the paper counter's, and "Paper: GFLOPs" of those rows is
+        in that convention.
     """
+    cifar = any(r.get('ref_convention') == 'paper-cifar' for r in rows)
+    cifar_head = '| GFLOPs (paper CIFAR counter) ' if cifar else ''
     lines = [
-        '| Model | Input | Params (M) | GFLOPs (paper counter) | GMACs (conv+linear) '
+        f'| Model | Input | Params (M) | GFLOPs (paper counter) {cifar_head}| GMACs (conv+linear) '
         '| Paper: Params (M) | Paper: GFLOPs | Config / arch |',
-        '|---|---|---|---|---|---|---|---|',
+        '|---|---|---|---|---|---|---|---|' + ('---|' if cifar else ''),
     ]
     for r in rows:
-        task = dict(ssd300='SSD300', imagenet='ImageNet').get(r['task'], 'Backbone')
+        task = _TASK_LABELS.get(r['task'], 'Backbone')
         source = osp.basename(r['target']) if r['target'].endswith('.py') else r['target']
+        cifar_cell = f"| {r['paper_cifar_flops'] / 1e9:.2f} " if cifar else ''
         lines.append(
-            f"| {task} {r['name']} | {r['input_shape'][1]}x{r['input_shape'][2]} "
-            f"| {r['params'] / 1e6:.2f} | {r['paper_flops'] / 1e9:.2f} | {r['macs'] / 1e9:.2f} "
-            f"| {_fmt_ref(r['ref_params_m'])} | {_fmt_ref(r['ref_gflops'])} | `{source}` |")
+            f"| {task} {r['name']} | {'x'.join(map(str, r['input_shape'][1:]))} "
+            f"| {r['params'] / 1e6:.2f} | {r['paper_flops'] / 1e9:.2f} {cifar_cell}"
+            f"| {r['macs'] / 1e9:.2f} | {_fmt_ref(r['ref_params_m'])} "
+            f"| {_fmt_ref(r['ref_gflops'])} | `{source}` |")
     return '\n'.join(lines)

@@ -1,12 +1,13 @@
-"""The ImageNet form of the backbones: backbone + global average pool + fc.
+"""The classification form of the backbones: backbone + global average pool + fc.
 
 Its state-dict keys and shapes are exactly those of the authors' released models (``conv1``,
 ``bn1``, ``layer1.0.conv1``, ..., ``fc.weight``), so an official checkpoint loads with
-``strict=True``; the backbone's own keys are the same without ``fc.*``.
+``strict=True``; the backbone's own keys are the same without ``fc.*``. The same form serves the
+CIFAR networks (``'cifar_iresnet3002'``) and the video networks (``'iresnet3d50'``, 3D pooling).
 """
 import functools
 import re
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -23,19 +24,38 @@ ARCH_FAMILIES = {
     'resgroupfix': 'ResGroupFix',
     'iresgroup': 'iResGroup',
     'iresgroupfix': 'iResGroupFix',
+    'cifar_resnet': 'ResNetCifar',
+    'cifar_iresnet': 'iResNetCifar',
+    'resnet3d': 'ResNet3D',
+    'iresnet3d': 'iResNet3D',
 }
 
 
 class ClassifierMixin:
-    """Turns a backbone class into its ImageNet classifier (adds ``avgpool`` and ``fc``)."""
+    """Turns a backbone class into its classifier (adds ``avgpool`` and ``fc``).
 
-    def __init__(self, num_classes: int = 1000, **backbone_kwargs):
+    ``num_classes=None`` takes the backbone's ``default_num_classes`` (ImageNet: 1000, CIFAR: 10,
+    video: 400); the pool is 3D for 3D backbones (``dims=3``).
+    """
+
+    def __init__(self, num_classes: Optional[int] = None, **backbone_kwargs):
         backbone_kwargs.setdefault('norm_eval', False)
-        num_stages = backbone_kwargs.get('num_stages', 4)
+        num_stages = backbone_kwargs.get('num_stages') or self._num_arch_stages(
+            backbone_kwargs.get('depth'))
         backbone_kwargs.setdefault('out_indices', (num_stages - 1,))
         super().__init__(**backbone_kwargs)
-        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        dims = getattr(self, 'dims', 2)
+        self.avgpool = (nn.AdaptiveAvgPool2d((1, 1)) if dims == 2 else
+                        nn.AdaptiveAvgPool3d((1, ) * dims))
+        if num_classes is None:
+            num_classes = getattr(self, 'default_num_classes', 1000)
         self.fc = nn.Linear(self.feat_dim, num_classes)
+
+    @classmethod
+    def _num_arch_stages(cls, depth) -> int:
+        """Stages of ``depth`` (4 where unknown: the backbone then reports the bad depth)."""
+        entry = getattr(cls, 'arch_settings', {}).get(depth)
+        return len(entry[1]) if entry else 4
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = super().forward(x)[-1]
@@ -52,25 +72,29 @@ def classifier_class(backbone_type: str) -> type:
 
 
 def parse_arch(arch: str) -> Tuple[str, int]:
-    """Split an architecture name of the authors' zoo, e.g. ``'iresgroupfix50'``, into
-    (backbone type, depth)."""
-    match = re.fullmatch(r'([a-z]+)(\d+)', arch.lower())
+    """Split an architecture name of the authors' zoo, e.g. ``'iresgroupfix50'``,
+    ``'cifar_iresnet3002'`` or ``'iresnet3d50'``, into (backbone type, depth)."""
+    # The family is the shortest prefix that leaves only digits: 'iresnet3d50' -> 'iresnet3d', 50.
+    match = re.fullmatch(r'([a-z][a-z0-9_]*?)(\d+)', arch.lower())
     if match is None or match.group(1) not in ARCH_FAMILIES:
         raise KeyError(f'unknown architecture {arch!r}; expected <family><depth> with family one '
                        f'of {sorted(ARCH_FAMILIES)}, e.g. iresnet50')
     return ARCH_FAMILIES[match.group(1)], int(match.group(2))
 
 
-def build_classifier(arch: str, num_classes: int = 1000, **kwargs) -> nn.Module:
-    """Build the ImageNet form of an architecture of the authors' zoo.
+def build_classifier(arch: str, num_classes: Optional[int] = None, **kwargs) -> nn.Module:
+    """Build the classification form of an architecture of the authors' zoo.
 
     Args:
-        arch: e.g. ``'resnet50'``, ``'iresnet50'``, ``'resstage101'``, ``'iresgroupfix50'``.
-        num_classes: outputs of the fc layer.
+        arch: e.g. ``'resnet50'``, ``'iresnet50'``, ``'resstage101'``, ``'iresgroupfix50'``;
+            CIFAR: ``'cifar_resnet164'`` ... ``'cifar_iresnet3002'``; video: ``'resnet3d50'``,
+            ``'iresnet3d50'`` (input ``(N, 3, T, H, W)``).
+        num_classes: outputs of the fc layer; ``None``: 1000 (ImageNet), 10 (CIFAR), 400 (video,
+            Kinetics-400).
         **kwargs: further backbone arguments (``base_channels``, ``with_cp``, ...).
 
     Returns:
-        A module mapping images to logits, with the authors' state-dict layout.
+        A module mapping images (or clips) to logits, with the authors' state-dict layout.
     """
     backbone_type, depth = parse_arch(arch)
     if backbone_type == 'ResNet':

@@ -1,8 +1,9 @@
-from .residual_network import Placement, ResidualBlock, ResidualNetwork
-from .variants import (PreActResNet, ResGroup, ResGroupFix, ResStage, iResGroup, iResGroupFix,
-                       iResNet)
+from .residual_network import Placement, ResidualBlock, ResidualNetwork, StemSpec
+from .variants import (PreActResNet, ResGroup, ResGroupFix, ResNet3D, ResNetCifar, ResStage,
+                       iResGroup, iResGroupFix, iResNet, iResNet3D, iResNetCifar)
 
 __all__ = [
-    'Placement', 'ResidualBlock', 'ResidualNetwork', 'PreActResNet', 'ResStage', 'iResNet',
-    'ResGroup', 'ResGroupFix', 'iResGroup', 'iResGroupFix'
+    'Placement', 'ResidualBlock', 'ResidualNetwork', 'StemSpec', 'PreActResNet', 'ResStage',
+    'iResNet', 'ResGroup', 'ResGroupFix', 'iResGroup', 'iResGroupFix', 'ResNetCifar',
+    'iResNetCifar', 'ResNet3D', 'iResNet3D'
 ]

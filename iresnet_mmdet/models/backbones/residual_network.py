@@ -12,11 +12,18 @@ The paper changes ResNet in three independent ways, and each is one argument of
 * ``block`` -- the building block: ``'basic'``, ``'bottleneck'`` or ``'group'`` (the ResGroup block:
   a wide grouped 3x3 conv whose output is half its width).
 
+Independently of these, a network's *setting* -- the input it is made for -- is a preset
+attribute that any argument can override: the dimensionality (``dims``: 2 for images, 3 for video
+clips), the stem (:class:`StemSpec`: its conv and optional max-pool), the blocks per stage of each
+depth (``arch_settings``, any number of stages) and the stages' strides (``default_strides``, per
+dimension where needed). ImageNet, CIFAR and video networks are presets of the same engine.
+
 The named networks of the paper (:mod:`.variants`) are thin presets of these switches whose module
 and state-dict names equal the authors' released models, so their ImageNet checkpoints load as is.
 """
+import dataclasses
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -32,6 +39,11 @@ from mmdet.registry import MODELS
 LAYOUTS = ('resnet', 'preact', 'stage')
 SHORTCUTS = ('conv', 'pool')
 BLOCKS = ('basic', 'bottleneck', 'group')
+DIMS = (2, 3)
+MAX_POOLS = {2: nn.MaxPool2d, 3: nn.MaxPool3d}
+
+#: A size or stride: one int for every dimension, or one value per dimension (``(t, h, w)``).
+Size = Union[int, Tuple[int, ...]]
 
 
 @dataclass(frozen=True)
@@ -116,14 +128,42 @@ class ConvSpec:
     in_channels: int
     out_channels: int
     kernel_size: int
-    stride: int = 1
+    stride: Size = 1
     dilation: int = 1
     groups: int = 1
 
 
-def branch_convs(block: str, in_channels: int, width: int, out_channels: int, stride: int,
+@dataclass(frozen=True)
+class StemSpec:
+    """The stem of a network: conv-norm-ReLU (``conv1``, ``bn1``), then an optional max-pool.
+
+    Sizes are one int for every dimension or one value per dimension.
+
+    Attributes:
+        kernel_size: kernel of the stem conv.
+        stride: stride of the stem conv.
+        padding: padding of the stem conv.
+        pool_kernel: kernel of the max-pool; ``None``: this stem has no max-pool.
+        pool_stride: stride of the max-pool.
+        pool_padding: padding of the max-pool.
+    """
+    kernel_size: Size = 7
+    stride: Size = 2
+    padding: Size = 3
+    pool_kernel: Optional[Size] = 3
+    pool_stride: Size = 2
+    pool_padding: Size = 1
+
+
+#: ImageNet (224x224): 7x7 stride-2 conv, 3x3 stride-2 max-pool.
+IMAGENET_STEM = StemSpec()
+
+
+def branch_convs(block: str, in_channels: int, width: int, out_channels: int, stride: Size,
                  dilation: int, groups: int) -> List[ConvSpec]:
-    """The convs of a building block's residual branch (stride on the 3x3, "pytorch style")."""
+    """The convs of a building block's residual branch (stride on the 3x3, "pytorch style").
+
+    Kernels are 3 or 1 in every dimension: 3x3 / 1x1 in 2D, 3x3x3 / 1x1x1 in 3D."""
     if block == 'basic':
         return [ConvSpec(in_channels, width, 3, stride, dilation),
                 ConvSpec(width, out_channels, 3)]
@@ -144,6 +184,23 @@ def block_widths(block: str, base_channels: int, stage: int) -> Tuple[int, int]:
     if block == 'bottleneck':
         return planes, planes * 4
     return planes * 4, planes * 2
+
+
+def is_strided(stride: Size) -> bool:
+    """Whether a stride (int or per dimension) downsamples along some dimension."""
+    return any(s > 1 for s in _as_tuple(stride, 1))
+
+
+def stride_product(a: Size, b: Size) -> Size:
+    """The stride of two strided ops in a row (per dimension; an int where both are ints)."""
+    if isinstance(a, int) and isinstance(b, int):
+        return a * b
+    dims = len(b) if isinstance(a, int) else len(a)
+    return tuple(x * y for x, y in zip(_as_tuple(a, dims), _as_tuple(b, dims)))
+
+
+def _as_tuple(value: Size, dims: int) -> Tuple[int, ...]:
+    return tuple(value) if isinstance(value, (tuple, list)) else (value, ) * dims
 
 
 class ReLU(nn.ReLU):
@@ -254,7 +311,8 @@ class ResidualNetwork(BaseModule):
     The constructor follows mmdet's ``ResNet``; ``layout``, ``shortcut`` and ``block`` are the three
     independent design choices of the paper (see the module docstring), so that ablations are one
     config line, e.g. ``dict(type='ResidualNetwork', depth=50, layout='stage', shortcut='conv')``
-    is ResStage-50. Depths map to blocks per stage through ``arch_settings``.
+    is ResStage-50. Depths map to blocks per stage through ``arch_settings``; the setting (``dims``,
+    stem, strides, widths) comes from the preset's ``default_*`` attributes unless given.
 
     Args:
         depth: network depth, a key of ``arch_settings``.
@@ -262,30 +320,45 @@ class ResidualNetwork(BaseModule):
         shortcut: ``'conv'`` or ``'pool'``; ``None`` takes the preset's.
         block: ``'basic'``, ``'bottleneck'`` or ``'group'``; ``None`` takes the depth's default
             (basic below 50 layers, bottleneck from 50).
-        stem_pool: 3x3 stride-2 max-pool after the stem. ``None``: only with the conv shortcut
-            (the improved shortcut takes over the stem pool's downsampling).
+        stem_pool: the stem's max-pool. ``None``: only with the conv shortcut, and only if the stem
+            has one (the improved shortcut takes over the stem pool's downsampling).
         groups: groups of the grouped 3x3 conv per stage (``group`` block only); ``None`` takes
             the preset's (ResGroup: 8, 16, 32, 64; ResGroupFix: 64 everywhere).
         in_channels: input image channels.
         stem_channels: output channels of the stem; ``None`` means ``base_channels``.
-        base_channels: width of the first stage (64 in every released model).
-        num_stages: number of stages, 1 to 4.
-        strides: stride of each stage; ``None`` takes the preset's (``(1, 2, 2, 2)`` with the stem
-            pool, ``(2, 2, 2, 2)`` without). SSD sets the third stage to 1. With the improved
-            shortcut, a stage whose stride is set to 1 keeps its max-pool at stride 1 (a 3x3 max
-            filter), as in the authors' detection models, so checkpoints load unchanged.
+        base_channels: width of the first stage; ``None`` takes the preset's (64; CIFAR: 16).
+        num_stages: number of stages, from 1 to the depth's number of stages (4 for the ImageNet and
+            video depths, 3 for CIFAR); ``None``: all of them.
+        strides: stride of each stage, an int or one per dimension (``(t, h, w)`` in 3D); ``None``
+            takes the preset's architectural strides: ``default_strides`` behind a stem with its
+            max-pool; without the pool, the first stage also takes the pool's stride (ImageNet:
+            ``(1, 2, 2, 2)`` with the stem pool, ``(2, 2, 2, 2)`` without). SSD sets the third stage
+            to 1. With the improved shortcut, a stage whose stride is set to 1 keeps its max-pool at
+            stride 1 (a 3x3 max filter), as in the authors' detection models, so checkpoints load
+            unchanged.
         dilations: dilation of the 3x3 conv of each stage.
-        out_indices: stages whose outputs are returned.
+        out_indices: stages whose outputs are returned; ``None``: every stage.
         frozen_stages: stages to freeze (no gradient, norm in eval mode); 0 freezes the stem,
             -1 nothing.
-        conv_cfg: config of conv layers.
-        norm_cfg: config of norm layers (BN, SyncBN, GN, ...).
+        conv_cfg: config of conv layers; ``None``: ``Conv2d``, or ``Conv3d`` when ``dims=3``.
+        norm_cfg: config of norm layers (BN, SyncBN, GN, ...); with ``dims=3``, BN means BN3d.
         norm_eval: keep norm layers in eval mode during training (frozen statistics).
-        with_cp: activation checkpointing in every block.
+        with_cp: activation checkpointing in every block: only each block's input is kept for the
+            backward pass, the rest is recomputed (about one extra forward).
         zero_init_residual: zero the norm that ends each residual branch so that blocks start as
             identities. Only possible where every branch ends in a norm (``layout='resnet'``).
         init_cfg: initialisation config. The default is the authors' (Kaiming normal, fan_out, for
             convs; weight 1, bias 0 for norms).
+        dims: 2 (images, ``(N, C, H, W)``) or 3 (clips, ``(N, C, T, H, W)``: 3D convs, norms and
+            max-pools, 3x3x3 kernels in the blocks); ``None`` takes the preset's.
+        stem: a :class:`StemSpec`, or a dict of some of its fields that replace the preset's
+            (e.g. ``dict(kernel_size=3, stride=1, padding=1, pool_kernel=None)``).
+        cp_blocks: with ``with_cp``, the blocks per checkpoint. 1 (default, as mmdet): every block
+            keeps its input. ``k > 1``: one checkpoint per run of ``k`` blocks keeps only every k-th
+            block input, and the backward recomputes one run at a time, so memory goes like
+            ``blocks / k + k`` block activations: ``k ~ sqrt(blocks per stage)`` is the minimum,
+            for the same extra forward. For extreme depths (a 3002-layer CIFAR net) where even one
+            input per block does not fit.
     """
 
     arch_settings = {
@@ -301,6 +374,16 @@ class ResidualNetwork(BaseModule):
     default_shortcut = 'conv'
     #: Groups of the ``group`` block per stage: ResGroup's fixed group width of 32.
     default_groups = (8, 16, 32, 64)
+    # The setting of the preset (what input it is made for); also overridable by arguments.
+    #: Name of the setting (the paper's table a classifier of this preset belongs to).
+    setting = 'imagenet'
+    default_dims = 2
+    default_stem = IMAGENET_STEM
+    #: Strides of the stages behind the full stem (with its max-pool).
+    default_strides = (1, 2, 2, 2)
+    default_base_channels = 64
+    #: Outputs of the classification form (:mod:`..classifier`) by default.
+    default_num_classes = 1000
 
     def __init__(self,
                  depth: int,
@@ -311,48 +394,58 @@ class ResidualNetwork(BaseModule):
                  groups: Optional[Sequence[int]] = None,
                  in_channels: int = 3,
                  stem_channels: Optional[int] = None,
-                 base_channels: int = 64,
-                 num_stages: int = 4,
-                 strides: Optional[Sequence[int]] = None,
+                 base_channels: Optional[int] = None,
+                 num_stages: Optional[int] = None,
+                 strides: Optional[Sequence[Size]] = None,
                  dilations: Sequence[int] = (1, 1, 1, 1),
-                 out_indices: Sequence[int] = (0, 1, 2, 3),
+                 out_indices: Optional[Sequence[int]] = None,
                  frozen_stages: int = -1,
                  conv_cfg: Optional[dict] = None,
                  norm_cfg: dict = dict(type='BN', requires_grad=True),
                  norm_eval: bool = True,
                  with_cp: bool = False,
                  zero_init_residual: bool = False,
-                 init_cfg=None):
+                 init_cfg=None,
+                 dims: Optional[int] = None,
+                 stem: Union[StemSpec, dict, None] = None,
+                 cp_blocks: int = 1):
+        dims = dims or self.default_dims
+        _check_choice('dims', dims, DIMS)
         if init_cfg is None:
             init_cfg = [
-                dict(type='Kaiming', layer='Conv2d', mode='fan_out', nonlinearity='relu'),
+                dict(type='Kaiming', layer=f'Conv{dims}d', mode='fan_out', nonlinearity='relu'),
                 dict(type='Constant', val=1, layer=['_BatchNorm', 'GroupNorm'])
             ]
         super().__init__(init_cfg)
-        if depth not in self.arch_settings:
-            raise KeyError(f'invalid depth {depth} for {type(self).__name__}; '
-                           f'valid depths: {sorted(self.arch_settings)}')
-        default_block, stage_blocks = self.arch_settings[depth]
+        default_block, stage_blocks = self.depth_setting(depth)
         layout = layout or self.default_layout
         shortcut = shortcut or self.default_shortcut
         block = block or default_block
         _check_choice('layout', layout, LAYOUTS)
         _check_choice('shortcut', shortcut, SHORTCUTS)
         _check_choice('block', block, BLOCKS)
-        if not 1 <= num_stages <= 4:
-            raise ValueError(f'num_stages must be between 1 and 4, got {num_stages}')
-        stem_pool = shortcut == 'conv' if stem_pool is None else stem_pool
-        # The improved shortcut has a max-pool in every stage whose *architectural* stride is 2.
-        arch_strides = (1, 2, 2, 2) if stem_pool else (2, 2, 2, 2)
-        strides = arch_strides if strides is None else tuple(strides)
+        num_stages = len(stage_blocks) if num_stages is None else num_stages
+        if not 1 <= num_stages <= len(stage_blocks):
+            raise ValueError(f'num_stages must be between 1 and {len(stage_blocks)} (the stages of '
+                             f'depth {depth}), got {num_stages}')
+        self.dims = dims
+        stem = self._stem_spec(stem)
+        stem_pool = self._use_stem_pool(stem_pool, shortcut, stem)
+        # The improved shortcut has a max-pool in every stage whose *architectural* stride is > 1.
+        arch_strides = self._arch_strides(stem, stem_pool)
+        strides = arch_strides if strides is None else tuple(self._size(s) for s in strides)
         groups = tuple(groups) if groups is not None else self.default_groups
         if block != 'group':
-            groups = (1, 1, 1, 1)
+            groups = (1, ) * len(stage_blocks)
+        out_indices = tuple(range(num_stages)) if out_indices is None else out_indices
         for name, value in (('strides', strides), ('dilations', dilations), ('groups', groups)):
             if len(value) < num_stages:
                 raise ValueError(f'{name} needs one value per stage ({num_stages}), got {value}')
         if max(out_indices) >= num_stages or min(out_indices) < 0:
             raise ValueError(f'out_indices {tuple(out_indices)} must lie in [0, {num_stages})')
+        if not (isinstance(cp_blocks, int) and cp_blocks >= 1):
+            raise ValueError(f'cp_blocks must be an int >= 1 (blocks per checkpoint), got '
+                             f'{cp_blocks!r}')
         if zero_init_residual and layout != 'resnet':
             raise ValueError(
                 f"zero_init_residual=True needs every residual branch to end in a norm, but with "
@@ -363,6 +456,7 @@ class ResidualNetwork(BaseModule):
         self.layout = layout
         self.shortcut = shortcut
         self.block = block
+        self.stem = stem
         self.stem_pool = stem_pool
         self.stage_blocks = stage_blocks[:num_stages]
         self.num_stages = num_stages
@@ -371,12 +465,14 @@ class ResidualNetwork(BaseModule):
         self.groups = groups
         self.out_indices = tuple(out_indices)
         self.frozen_stages = frozen_stages
-        self.conv_cfg = conv_cfg
-        self.norm_cfg = norm_cfg
+        self.conv_cfg = dict(type='Conv3d') if conv_cfg is None and dims == 3 else conv_cfg
+        self.norm_cfg = _norm_cfg_for_dims(norm_cfg, dims)
         self.norm_eval = norm_eval
         self.with_cp = with_cp
+        self.cp_blocks = cp_blocks
         self.zero_init_residual = zero_init_residual
 
+        base_channels = base_channels or self.default_base_channels
         stem_channels = stem_channels or base_channels
         self._make_stem(in_channels, stem_channels)
         placement = PLACEMENTS[layout]
@@ -391,14 +487,15 @@ class ResidualNetwork(BaseModule):
                 stride = strides[i] if first else 1
                 shortcut_module = None
                 if first:
-                    shortcut_module = self._make_shortcut(
-                        channels, out_channels, stride, keep_pool=arch_strides[i] > 1)
+                    shortcut_module = self._make_shortcut(channels, out_channels, stride,
+                                                          arch_strides[i])
                 blocks.append(
                     ResidualBlock(
                         branch_convs(block, channels, width, out_channels, stride,
                                      self.dilations[i], groups[i]),
                         placement(i, j, self.stage_blocks[i], i == num_stages - 1),
-                        shortcut_module, conv_cfg, norm_cfg, with_cp))
+                        shortcut_module, self.conv_cfg, self.norm_cfg,
+                        with_cp and cp_blocks == 1))
                 channels = out_channels
             layer_name = f'layer{i + 1}'
             self.add_module(layer_name, nn.Sequential(*blocks))
@@ -409,35 +506,97 @@ class ResidualNetwork(BaseModule):
         self.feat_dim = stage_channels[-1]
         self._freeze_stages()
 
+    @classmethod
+    def depth_setting(cls, depth: int) -> Tuple[str, Tuple[int, ...]]:
+        """(default block, blocks per stage) of a depth; a clear error for unknown depths."""
+        if depth not in cls.arch_settings:
+            raise KeyError(f'invalid depth {depth} for {cls.__name__}; '
+                           f'valid depths: {sorted(cls.arch_settings)}')
+        return cls.arch_settings[depth]
+
+    def _size(self, value: Size) -> Size:
+        """A size or stride as the modules get it: 2D keeps ints (module attributes as in the
+        authors' models), 3D always gets one value per dimension ``(t, h, w)``."""
+        if isinstance(value, (tuple, list)) and len(value) != self.dims:
+            raise ValueError(f'{tuple(value)} has {len(value)} values but the network is '
+                             f'{self.dims}D; give one value per dimension or a single int')
+        if self.dims == 2:
+            return tuple(value) if isinstance(value, list) else value
+        return _as_tuple(value, self.dims)
+
+    def _stem_spec(self, stem: Union[StemSpec, dict, None]) -> StemSpec:
+        if stem is None or isinstance(stem, StemSpec):
+            spec = stem or self.default_stem
+        else:
+            fields = {f.name for f in dataclasses.fields(StemSpec)}
+            unknown = sorted(set(stem) - fields)
+            if unknown:
+                raise ValueError(f'unknown stem field(s) {unknown}; valid: {sorted(fields)}')
+            spec = dataclasses.replace(self.default_stem, **stem)
+        values = {f.name: getattr(spec, f.name) for f in dataclasses.fields(StemSpec)}
+        return StemSpec(**{k: v if v is None else self._size(v) for k, v in values.items()})
+
+    @staticmethod
+    def _use_stem_pool(stem_pool: Optional[bool], shortcut: str, stem: StemSpec) -> bool:
+        has_pool = stem.pool_kernel is not None
+        if stem_pool is None:
+            return shortcut == 'conv' and has_pool
+        if stem_pool and not has_pool:
+            raise ValueError('stem_pool=True, but the stem has no max-pool (pool_kernel=None); '
+                             'give stem=dict(pool_kernel=...) or leave stem_pool unset')
+        return stem_pool
+
+    def _arch_strides(self, stem: StemSpec, stem_pool: bool) -> Tuple[Size, ...]:
+        """The preset's stage strides; without the stem's max-pool, stage 1 takes its stride."""
+        strides = [self._size(s) for s in self.default_strides]
+        if stem.pool_kernel is not None and not stem_pool:
+            strides[0] = stride_product(strides[0], stem.pool_stride)
+        return tuple(strides)
+
     def _make_stem(self, in_channels: int, stem_channels: int) -> None:
+        stem = self.stem
         self.conv1 = build_conv_layer(
-            self.conv_cfg, in_channels, stem_channels, 7, stride=2, padding=3, bias=False)
+            self.conv_cfg, in_channels, stem_channels, stem.kernel_size, stride=stem.stride,
+            padding=stem.padding, bias=False)
         self.norm1_name, norm1 = build_norm_layer(self.norm_cfg, stem_channels, postfix=1)
         self.add_module(self.norm1_name, norm1)
         self.relu = nn.ReLU(inplace=True)
         if self.stem_pool:
-            self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+            self.maxpool = self._max_pool(stem.pool_kernel, stem.pool_stride, stem.pool_padding)
 
-    def _make_shortcut(self, in_channels: int, out_channels: int, stride: int,
-                       keep_pool: bool) -> Optional[nn.Module]:
+    def _max_pool(self, kernel_size: Size, stride: Size, padding: Size) -> nn.Module:
+        return MAX_POOLS[self.dims](kernel_size=kernel_size, stride=stride, padding=padding)
+
+    def _make_shortcut(self, in_channels: int, out_channels: int, stride: Size,
+                       arch_stride: Size) -> Optional[nn.Module]:
         """The projection shortcut of a stage's first block, or ``None`` for identity.
 
         Index layout (state-dict keys) as in the authors' models: ``conv`` gives
-        ``Sequential(conv1x1(stride), norm)``; ``pool`` gives ``Sequential(MaxPool2d(3, stride),
+        ``Sequential(conv1x1(stride), norm)``; ``pool`` gives ``Sequential(MaxPool(3, stride),
         conv1x1, norm)``, ``Sequential(conv1x1, norm)`` without a pool, or a bare pool when the
-        channels do not change.
+        channels do not change. The pool is kept wherever the *architectural* stride
+        (``arch_stride``) is > 1, even where ``stride`` is set to 1 (SSD).
         """
-        use_pool = self.shortcut == 'pool' and (stride > 1 or keep_pool)
-        if stride == 1 and in_channels == out_channels and not use_pool:
+        use_pool = self.shortcut == 'pool' and (is_strided(stride) or is_strided(arch_stride))
+        if not is_strided(stride) and in_channels == out_channels and not use_pool:
             return None
-        pool = nn.MaxPool2d(kernel_size=3, stride=stride, padding=1) if use_pool else None
+        pool = self._shortcut_pool(stride, arch_stride) if use_pool else None
         if in_channels == out_channels:
             return pool if pool is not None else self._projection(in_channels, out_channels, stride)
         if pool is not None:
             return nn.Sequential(pool, *self._projection(in_channels, out_channels, 1))
         return self._projection(in_channels, out_channels, stride)
 
-    def _projection(self, in_channels: int, out_channels: int, stride: int) -> nn.Sequential:
+    def _shortcut_pool(self, stride: Size, arch_stride: Size) -> nn.Module:
+        """The improved shortcut's max-pool: 3 wide along the strided dimensions, 1 along the
+        others (``(1, 3, 3)`` where a clip keeps its time, ``(3, 3, 3)`` where time is strided)."""
+        if isinstance(stride, int) and isinstance(arch_stride, int):
+            return self._max_pool(3, stride, 1)
+        strided = zip(_as_tuple(stride, self.dims), _as_tuple(arch_stride, self.dims))
+        kernel = tuple(3 if s > 1 or a > 1 else 1 for s, a in strided)
+        return self._max_pool(kernel, stride, tuple(k // 2 for k in kernel))
+
+    def _projection(self, in_channels: int, out_channels: int, stride: Size) -> nn.Sequential:
         conv = build_conv_layer(
             self.conv_cfg, in_channels, out_channels, 1, stride=stride, bias=False)
         return nn.Sequential(conv, build_norm_layer(self.norm_cfg, out_channels)[1])
@@ -470,10 +629,18 @@ class ResidualNetwork(BaseModule):
             x = self.maxpool(x)
         outs = []
         for i, layer_name in enumerate(self.res_layers):
-            x = getattr(self, layer_name)(x)
+            x = self._run_stage(getattr(self, layer_name), x)
             if i in self.out_indices:
                 outs.append(x)
         return tuple(outs)
+
+    def _run_stage(self, layer: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+        """Run a stage; with ``cp_blocks > 1``, one activation checkpoint per run of blocks."""
+        if not (self.with_cp and self.cp_blocks > 1 and x.requires_grad):
+            return layer(x)
+        for start in range(0, len(layer), self.cp_blocks):
+            x = cp.checkpoint(layer[start:start + self.cp_blocks], x, use_reentrant=False)
+        return x
 
     def train(self, mode: bool = True):
         """Switch train/eval mode, keeping frozen stages and (with ``norm_eval``) norms in eval."""
@@ -486,6 +653,13 @@ class ResidualNetwork(BaseModule):
         return self
 
 
-def _check_choice(name: str, value: str, choices: Sequence[str]) -> None:
+def _norm_cfg_for_dims(norm_cfg: dict, dims: int) -> dict:
+    """``BN`` means the batch norm of the network's dimensionality (mmcv's ``BN`` is 2D)."""
+    if dims == 3 and norm_cfg.get('type') in ('BN', 'BN2d'):
+        return {**norm_cfg, 'type': 'BN3d'}
+    return norm_cfg
+
+
+def _check_choice(name: str, value, choices: Sequence) -> None:
     if value not in choices:
         raise ValueError(f'unknown {name} {value!r}; choose one of {list(choices)}')

@@ -1,0 +1,265 @@
+"""The paper's CIFAR (164 to 3002 layers) and video (3D) networks: sizes, structure, with_cp.
+
+Parameter and FLOP counts are taken on the meta device: the modules and the forward's shapes are
+exact, but nothing is allocated or computed, so even the 3002-layer nets and the 16x224x224 clips
+are cheap to count.
+"""
+import functools
+
+import pytest
+import torch
+import torch.nn as nn
+
+import iresnet_mmdet  # noqa: F401
+from iresnet_mmdet.analysis.complexity import count_ops
+from iresnet_mmdet.models import build_classifier
+from iresnet_mmdet.models.classifier import parse_arch
+from mmdet.registry import MODELS
+
+CIFAR_FAMILIES = ('cifar_resnet', 'cifar_iresnet')
+# The paper's CIFAR table: depth -> (params in M for 10 classes, for 100 classes, GFLOPs).
+CIFAR_PAPER = {
+    164: (1.70, 1.73, 0.26),
+    1001: (10.33, 10.35, 1.59),
+    2000: (20.62, 20.65, 3.17),
+    3002: (30.93, 30.96, 4.75),
+}
+# The paper's video table: (arch, classes) -> params in M; arch -> GFLOPs at 16x224x224.
+VIDEO_PARAMS = {('resnet3d50', 400): 47.00, ('iresnet3d50', 400): 47.00,
+                ('resnet3d50', 174): 46.54, ('iresnet3d50', 174): 46.54}
+VIDEO_GFLOPS = {'resnet3d50': 93.26, 'iresnet3d50': 93.93}
+CLIP = (3, 16, 224, 224)
+
+
+@functools.lru_cache(maxsize=None)
+def meta_classifier(arch, num_classes):
+    with torch.device('meta'):
+        return build_classifier(arch, num_classes=num_classes).eval()
+
+
+def params_m(model):
+    return round(sum(p.numel() for p in model.parameters()) / 1e6, 2)
+
+
+def gflops(model, input_shape, convention):
+    x = torch.empty(1, *input_shape, device='meta')
+    return round(count_ops(model, model, x, (convention, ))[convention]['total'] / 1e9, 2)
+
+
+@pytest.mark.parametrize('family', CIFAR_FAMILIES)
+@pytest.mark.parametrize('depth', sorted(CIFAR_PAPER))
+@pytest.mark.parametrize('num_classes', [10, 100])
+def test_cifar_parameter_counts_equal_paper(family, depth, num_classes):
+    expected = CIFAR_PAPER[depth][0 if num_classes == 10 else 1]
+    assert params_m(meta_classifier(f'{family}{depth}', num_classes)) == expected
+
+
+@pytest.mark.parametrize('family', CIFAR_FAMILIES)
+@pytest.mark.parametrize('depth', sorted(CIFAR_PAPER))
+def test_cifar_gflops_equal_paper(family, depth):
+    model = meta_classifier(f'{family}{depth}', 10)
+    assert gflops(model, (3, 32, 32), 'paper-cifar') == CIFAR_PAPER[depth][2]
+
+
+def test_cifar_convention_counts_every_relu_call():
+    """The CIFAR table counts each ReLU application; the ImageNet rule only a module's last."""
+    model = meta_classifier('cifar_resnet164', 10)
+    x = torch.empty(1, 3, 32, 32, device='meta')
+    calls = []  # (module, elements) of every ReLU application
+    hooks = [m.register_forward_hook(lambda m, a, out: calls.append((m, a[0].numel())))
+             for m in model.modules() if isinstance(m, nn.ReLU)]
+    with torch.no_grad():
+        model(x)
+    for h in hooks:
+        h.remove()
+    counts = count_ops(model, model, x, ('paper', 'paper-cifar'))
+    relu_last, relu_all = (counts[c]['by_type']['ReLU'] for c in ('paper', 'paper-cifar'))
+    assert relu_all == sum(n for _, n in calls)
+    assert relu_last == sum(dict(calls).values())  # dict keeps each module's last call
+    # Post-activation bottlenecks apply their ReLU three times, the last time on the 4x output.
+    assert len(calls) == 1 + 3 * 54 and 1.5 < relu_all / relu_last < 1.6
+    others = {c: counts[c]['total'] - counts[c]['by_type']['ReLU'] for c in counts if c[0] == 'p'}
+    assert others['paper'] == others['paper-cifar']
+
+
+@pytest.mark.parametrize('arch, num_classes', sorted(VIDEO_PARAMS))
+def test_video_parameter_counts_equal_paper(arch, num_classes):
+    assert params_m(meta_classifier(arch, num_classes)) == VIDEO_PARAMS[(arch, num_classes)]
+
+
+@pytest.mark.parametrize('arch', sorted(VIDEO_GFLOPS))
+def test_video_gflops_equal_paper(arch):
+    assert gflops(meta_classifier(arch, 400), CLIP, 'paper') == VIDEO_GFLOPS[arch]
+
+
+# --------------------------------------------------------------------------------------------
+# Structure and shapes
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize('variant', ['ResNetCifar', 'iResNetCifar'])
+def test_cifar_backbone_and_classifier_shapes(variant):
+    backbone = MODELS.build(dict(type=variant, depth=164)).eval()
+    assert backbone.out_channels == (64, 128, 256)
+    assert backbone.stage_blocks == (18, 18, 18) and not hasattr(backbone, 'layer4')
+    assert tuple(backbone.conv1.kernel_size) == (3, 3) and backbone.conv1.out_channels == 16
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        outs = backbone(x)
+        logits = build_classifier(f'cifar_{variant[:-5].lower()}164', num_classes=100).eval()(x)
+    assert [tuple(o.shape) for o in outs] == [(2, 64, 32, 32), (2, 128, 16, 16), (2, 256, 8, 8)]
+    assert tuple(logits.shape) == (2, 100)
+
+
+def test_cifar_3002_layers_split_333_334_333():
+    model = meta_classifier('cifar_iresnet3002', 10)
+    assert model.stage_blocks == (333, 334, 333)
+    # The depth counts the stem conv, the branch convs and the fc, not the projection shortcuts.
+    convs = [name for name, m in model.named_modules()
+             if isinstance(m, nn.Conv2d) and 'downsample' not in name]
+    assert len(convs) + 1 == 3002
+
+
+def test_cifar_shortcuts():
+    """Stage 1 (stride 1) keeps a plain projection; iResNet's stages 2-3 get the max-pool."""
+    base = MODELS.build(dict(type='ResNetCifar', depth=164))
+    ires = MODELS.build(dict(type='iResNetCifar', depth=164))
+    for model in (base, ires):
+        assert not model.stem_pool
+        first = model.layer1[0].downsample
+        assert [type(m) for m in first] == [nn.Conv2d, nn.BatchNorm2d]
+        assert first[0].stride == (1, 1)
+    assert base.layer2[0].downsample[0].stride == (2, 2)
+    pool = ires.layer2[0].downsample[0]
+    assert isinstance(pool, nn.MaxPool2d) and (pool.kernel_size, pool.stride) == (3, 2)
+    assert ires.layer2[0].conv2.stride == (2, 2) and ires.layer2[0].downsample[1].stride == (1, 1)
+
+
+@pytest.mark.parametrize('arch', ['resnet3d50', 'iresnet3d50'])
+def test_video_stage_shapes_at_paper_clip(arch):
+    model = meta_classifier(arch, 400)
+    sizes = []
+    hooks = [getattr(model, f'layer{i}').register_forward_hook(
+        lambda m, a, out: sizes.append(tuple(out.shape[1:]))) for i in range(1, 5)]
+    with torch.no_grad():
+        logits = model(torch.empty(2, *CLIP, device='meta'))
+    for h in hooks:
+        h.remove()
+    assert tuple(logits.shape) == (2, 400)
+    assert sizes == [(256, 16, 56, 56), (512, 16, 28, 28), (1024, 8, 14, 14), (2048, 4, 7, 7)]
+
+
+def test_video_modules():
+    base = MODELS.build(dict(type='ResNet3D', depth=50))
+    ires = MODELS.build(dict(type='iResNet3D', depth=50))
+    for model in (base, ires):
+        assert model.conv1.kernel_size == (5, 7, 7) and model.conv1.stride == (1, 2, 2)
+        assert isinstance(model.bn1, nn.BatchNorm3d)
+        assert model.layer3[1].conv2.kernel_size == (3, 3, 3)
+        assert model.layer3[1].conv1.kernel_size == (1, 1, 1)
+        assert model.layer3[0].conv2.stride == (2, 2, 2)
+    assert (base.maxpool.kernel_size, base.maxpool.stride) == ((1, 3, 3), (1, 2, 2))
+    assert not hasattr(ires, 'maxpool') and ires.layer1[0].conv2.stride == (1, 2, 2)
+    pools = [getattr(ires, f'layer{i}')[0].downsample[0] for i in range(1, 5)]
+    assert [(p.kernel_size, p.stride, p.padding) for p in pools] == [
+        ((1, 3, 3), (1, 2, 2), (0, 1, 1)), ((1, 3, 3), (1, 2, 2), (0, 1, 1)),
+        ((3, 3, 3), (2, 2, 2), (1, 1, 1)), ((3, 3, 3), (2, 2, 2), (1, 1, 1))]
+    # Same parameters, same state-dict keys but the shortcut indices (pool first in iResNet).
+    assert params_m(base) == params_m(ires) == 46.18
+
+
+@pytest.mark.parametrize('variant', ['ResNet3D', 'iResNet3D'])
+def test_video_forward_on_a_small_clip(variant):
+    model = MODELS.build(dict(type=variant, depth=50, base_channels=8)).eval()
+    with torch.no_grad():
+        outs = model(torch.randn(1, 3, 8, 64, 64))
+    assert [tuple(o.shape) for o in outs] == [
+        (1, 32, 8, 16, 16), (1, 64, 8, 8, 8), (1, 128, 4, 4, 4), (1, 256, 2, 2, 2)]
+    assert all(torch.isfinite(o).all() for o in outs)
+
+
+def test_engine_switches_compose_with_settings():
+    """Any layout/shortcut/block goes with any setting, e.g. a pre-activation 3D basic net."""
+    model = MODELS.build(dict(type='iResNet3D', depth=50, layout='preact', block='basic',
+                              base_channels=8, num_stages=2, out_indices=(1, ))).eval()
+    assert model.layer1[0].conv1.kernel_size == (3, 3, 3)
+    with torch.no_grad():
+        (out, ) = model(torch.randn(1, 3, 4, 32, 32))
+    assert tuple(out.shape) == (1, 16, 4, 4, 4)
+
+
+# --------------------------------------------------------------------------------------------
+# Activation checkpointing
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize('variant, cp_blocks', [('iResNetCifar', 1), ('iResNetCifar', 5),
+                                                ('ResNetCifar', 1)])
+def test_with_cp_gives_identical_outputs_and_gradients(variant, cp_blocks):
+    cfg = dict(type=variant, depth=164, norm_eval=False)
+    torch.manual_seed(0)
+    plain = MODELS.build(cfg)
+    ckpt = MODELS.build({**cfg, 'with_cp': True, 'cp_blocks': cp_blocks})
+    ckpt.load_state_dict(plain.state_dict())
+    results = []
+    for model in (plain, ckpt):
+        model.train()
+        x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(3),
+                        requires_grad=True)
+        outs = model(x)
+        (outs[-1]**2).mean().backward()
+        results.append((outs, x.grad, [p.grad for p in model.parameters()]))
+    for out0, out1 in zip(results[0][0], results[1][0]):
+        torch.testing.assert_close(out0, out1, rtol=0, atol=0)
+    torch.testing.assert_close(results[0][1], results[1][1])
+    for g0, g1 in zip(results[0][2], results[1][2]):
+        torch.testing.assert_close(g0, g1)
+
+
+def test_cp_blocks_checkpoints_runs_of_blocks():
+    model = MODELS.build(dict(type='iResNetCifar', depth=164, with_cp=True, cp_blocks=5))
+    assert not any(block.with_cp for block in model.layer1)  # the runs are checkpointed instead
+    with pytest.raises(ValueError, match='cp_blocks must be an int >= 1'):
+        MODELS.build(dict(type='iResNetCifar', depth=164, with_cp=True, cp_blocks=0))
+
+
+# --------------------------------------------------------------------------------------------
+# Names and errors
+# --------------------------------------------------------------------------------------------
+def test_arch_names():
+    assert parse_arch('cifar_iresnet3002') == ('iResNetCifar', 3002)
+    assert parse_arch('cifar_resnet164') == ('ResNetCifar', 164)
+    assert parse_arch('iresnet3d50') == ('iResNet3D', 50)
+    assert parse_arch('resnet3d50') == ('ResNet3D', 50)
+    assert parse_arch('iresnet302') == ('iResNet', 302)
+    assert meta_classifier('cifar_iresnet164', None).fc.out_features == 10
+    assert meta_classifier('iresnet3d50', None).fc.out_features == 400
+    with pytest.raises(KeyError, match=r'invalid depth 110 .*\[164, 1001, 2000, 3002\]'):
+        build_classifier('cifar_iresnet110')
+
+
+def test_bad_setting_arguments_are_clear():
+    with pytest.raises(ValueError, match='the stem has no max-pool'):
+        MODELS.build(dict(type='ResNetCifar', depth=164, stem_pool=True))
+    with pytest.raises(ValueError, match='has 2 values but the network is 3D'):
+        MODELS.build(dict(type='ResNet3D', depth=50, strides=(1, (2, 2), 2, 2)))
+    with pytest.raises(ValueError, match='num_stages must be between 1 and 3'):
+        MODELS.build(dict(type='iResNetCifar', depth=164, num_stages=4))
+    with pytest.raises(ValueError, match=r"unknown stem field\(s\) \['pool'\]"):
+        MODELS.build(dict(type='ResNetCifar', depth=164, stem=dict(pool=3)))
+    with pytest.raises(ValueError, match='unknown dims 1'):
+        MODELS.build(dict(type='iResNet', depth=50, dims=1))
+
+
+def test_complexity_tool_rows_for_cifar_and_video():
+    from iresnet_mmdet.analysis import complexity_rows, markdown_table
+    rows = complexity_rows(['cifar_iresnet164'], num_classes=100)
+    rows += complexity_rows(['iresnet3d50'], num_classes=174)
+    cifar, video = rows
+    assert (cifar['task'], cifar['name'], cifar['input_shape']) == ('cifar100', 'iResNet-164',
+                                                                    (3, 32, 32))
+    assert cifar['ref_convention'] == 'paper-cifar' and cifar['ref_params_m'] == 1.73
+    assert round(cifar['paper_cifar_flops'] / 1e9, 2) == cifar['ref_gflops'] == 0.26
+    assert (video['task'], video['name'], video['input_shape']) == ('ssv2', 'iResNet3D-50',
+                                                                    (3, 16, 224, 224))
+    assert round(video['params'] / 1e6, 2) == video['ref_params_m'] == 46.54
+    table = markdown_table(rows)
+    assert '| GFLOPs (paper CIFAR counter) |' in table
+    assert '| CIFAR-100 iResNet-164 | 32x32 | 1.73 | 0.26 | 0.26 | 0.25 | 1.73 | 0.26 |' in table
+    assert '| SSv2 iResNet3D-50 | 16x224x224 | 46.54 | 93.93 |' in table
