@@ -40,7 +40,27 @@ LAYOUTS = ('resnet', 'preact', 'stage')
 SHORTCUTS = ('conv', 'pool')
 BLOCKS = ('basic', 'bottleneck', 'group')
 DIMS = (2, 3)
-MAX_POOLS = {2: nn.MaxPool2d, 3: nn.MaxPool3d}
+
+
+class MaxPool2d(nn.MaxPool2d):
+    """``nn.MaxPool2d`` that pools in channels-last layout on the CPU.
+
+    PyTorch's CPU max-pool kernel is about 10x slower on NCHW-contiguous tensors than on
+    channels-last ones (measured here: 19 ms against 1.6 ms for a 4x256x56x56 input; with stride 1
+    as in the SSD cut, 56 ms against 5 ms); the improved shortcut has one pool per stage, so this
+    matters. Results and gradients are those of ``nn.MaxPool2d``; the output keeps the input's
+    memory layout.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type != 'cpu' or x.dim() != 4 or x.is_contiguous(
+                memory_format=torch.channels_last):
+            return super().forward(x)
+        out = super().forward(x.contiguous(memory_format=torch.channels_last))
+        return out.contiguous()
+
+
+MAX_POOLS = {2: MaxPool2d, 3: nn.MaxPool3d}
 
 #: A size or stride: one int for every dimension, or one value per dimension (``(t, h, w)``).
 Size = Union[int, Tuple[int, ...]]
@@ -291,7 +311,8 @@ class ResidualBlock(BaseModule):
         identity = pre if p.shared_pre else x
         if self.downsample is not None:
             identity = self.downsample(identity)
-        out = self._branch(pre) + identity
+        out = self._branch(pre)
+        out += identity  # the branch output is a fresh tensor
         if p.post_norm:
             out = self.last_norm(out)
         if p.post_act:
