@@ -39,6 +39,7 @@ def state_shapes(module):
 def test_state_dict_equals_official_keys(arch):
     model = build_classifier(arch)
     assert state_shapes(model) == read_official_keys(arch)
+    assert model.eval() is model and not model.training
     # An official checkpoint loads with strict=True; the backbone has the same keys without fc.
     model.load_state_dict(
         {k: torch.zeros(s) for k, s in read_official_keys(arch)}, strict=True)

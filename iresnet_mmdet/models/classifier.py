@@ -61,6 +61,12 @@ class ClassifierMixin:
         x = super().forward(x)[-1]
         return self.fc(torch.flatten(self.avgpool(x), 1))
 
+    def train(self, mode: bool = True):
+        # mmdet's ResNet.train() returns None; nn.Module's contract (model.eval() is the model)
+        # matters for the classifier form.
+        super().train(mode)
+        return self
+
 
 @functools.lru_cache(maxsize=None)
 def classifier_class(backbone_type: str) -> type:
