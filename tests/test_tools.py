@@ -273,3 +273,17 @@ def test_error_checkpoint_with_code_is_refused(setup, tmp_path):
                   str(tmp_path / 'w')])
     assert_one_line_error(result, 'evil.pth', 'refuses')
     assert not marker.exists()
+
+
+def test_error_annotation_categories_share_no_class_with_the_dataset(setup, tmp_path):
+    # Without metainfo the dataset takes COCO's 80 classes, none of which the synthetic file has:
+    # mmengine would build an empty dataset and crash in its data concatenation.
+    result = run([sys.executable, TRAIN, setup['configs']['tiny'], '--work-dir',
+                  str(tmp_path / 'w'), '--cfg-options', 'train_dataloader.dataset.metainfo=None'])
+    assert_one_line_error(result, 'none of the categories', "'circle'", 'metainfo')
+
+
+def test_error_cfg_options_that_cannot_merge(setup, tmp_path):
+    result = run([sys.executable, TRAIN, setup['configs']['tiny'], '--work-dir',
+                  str(tmp_path / 'w'), '--cfg-options', 'model.backbone.init_cfg.type=Pretrained'])
+    assert_one_line_error(result, '--cfg-options cannot be merged', 'init_cfg')

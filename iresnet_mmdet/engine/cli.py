@@ -153,7 +153,10 @@ def load_config(path, cfg_options=None):
     except SyntaxError as exc:
         raise ToolError(f"config file '{path}' has a syntax error: {exc}") from None
     if cfg_options:
-        cfg.merge_from_dict(cfg_options)
+        try:
+            cfg.merge_from_dict(cfg_options)
+        except TypeError as exc:  # e.g. a dict option over a None entry of the config
+            raise ToolError(f'--cfg-options cannot be merged into the config: {exc}') from None
     return cfg
 
 
@@ -243,15 +246,29 @@ def _load_coco(path):
 
 
 def _check_classes(coco, dataset, ann_path, where):
-    classes = (dataset.get('metainfo') or {}).get('classes')
-    if not classes:
-        return
     names = {cat['name'] for cat in coco['categories']}
-    missing = [c for c in classes if c not in names]
-    if missing:
+    classes = (dataset.get('metainfo') or {}).get('classes')
+    if classes:
+        missing = [c for c in classes if c not in names]
+        if missing:
+            raise ToolError(
+                f"classes {missing[:5]} of {where}.metainfo are not categories of '{ann_path}' "
+                f'(it has {sorted(names)[:10]}); set metainfo.classes to its category names')
+        return
+    # No metainfo: the dataset class's own classes (e.g. COCO's 80). A file sharing none of them
+    # would give an empty dataset and a crash deep inside mmengine.
+    classes = _default_classes(dataset.get('type'))
+    if classes and not names.intersection(classes):
         raise ToolError(
-            f"classes {missing[:5]} of {where}.metainfo are not categories of '{ann_path}' "
-            f'(it has {sorted(names)[:10]}); set metainfo.classes to its category names')
+            f"none of the categories of '{ann_path}' (it has {sorted(names)[:10]}) is a class of "
+            f"{dataset.get('type')} (e.g. {list(classes[:5])}); set {where}.metainfo = "
+            "dict(classes=(...)) to the file's category names")
+
+
+def _default_classes(dataset_type):
+    from mmdet.registry import DATASETS
+    dataset_cls = DATASETS.get(dataset_type) if isinstance(dataset_type, str) else None
+    return tuple(getattr(dataset_cls, 'METAINFO', {}).get('classes', ()))
 
 
 def _check_images(coco, img_dir, ann_path):
