@@ -11,6 +11,7 @@ import torch
 import torch.nn as nn
 
 import iresnet_mmdet  # noqa: F401
+from backbone_checks import assert_checkpointing_is_exact
 from iresnet_mmdet.analysis.complexity import count_ops
 from iresnet_mmdet.models import build_classifier
 from iresnet_mmdet.models.classifier import parse_arch
@@ -192,24 +193,8 @@ def test_engine_switches_compose_with_settings():
 @pytest.mark.parametrize('variant, cp_blocks', [('iResNetCifar', 1), ('iResNetCifar', 5),
                                                 ('ResNetCifar', 1)])
 def test_with_cp_gives_identical_outputs_and_gradients(variant, cp_blocks):
-    cfg = dict(type=variant, depth=164, norm_eval=False)
-    torch.manual_seed(0)
-    plain = MODELS.build(cfg)
-    ckpt = MODELS.build({**cfg, 'with_cp': True, 'cp_blocks': cp_blocks})
-    ckpt.load_state_dict(plain.state_dict())
-    results = []
-    for model in (plain, ckpt):
-        model.train()
-        x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(3),
-                        requires_grad=True)
-        outs = model(x)
-        (outs[-1]**2).mean().backward()
-        results.append((outs, x.grad, [p.grad for p in model.parameters()]))
-    for out0, out1 in zip(results[0][0], results[1][0]):
-        torch.testing.assert_close(out0, out1, rtol=0, atol=0)
-    torch.testing.assert_close(results[0][1], results[1][1])
-    for g0, g1 in zip(results[0][2], results[1][2]):
-        torch.testing.assert_close(g0, g1)
+    assert_checkpointing_is_exact(
+        dict(type=variant, depth=164, norm_eval=False), (2, 3, 32, 32), cp_blocks=cp_blocks)
 
 
 def test_cp_blocks_checkpoints_runs_of_blocks():
