@@ -1,36 +1,66 @@
 """Forward time of the iRes* backbones against mmdet's ResNet-50 and ResNeXt-50, next to MACs.
 
 For each backbone it prints the median forward time (eval mode, no grad) and the multiply-accumulates
-of its convs, both as ratios to ResNet-50. A variant is "on target" when its time ratio is at most
-1.05 x its MAC ratio, i.e. it runs as fast per MAC as mmdet's ResNet-50 within 5 %.
+of its convs, both as ratios to mmdet's ResNet-50. A variant is "on target" when its time ratio is at
+most 1.05 x its MAC ratio, i.e. it runs as fast per MAC as ResNet-50 within 5 %. The grouped variants
+are also compared with mmdet's ResNeXt-50, the reference network built from the same grouped
+convolutions. ``--breakdown`` adds where the time goes: milliseconds and GMAC/s per kind of layer.
+
+The models are timed round-robin, so that load changes on the machine affect them alike.
+
+Allocator: glibc returns freed blocks above its mmap threshold (at most 32 MiB) to the system, so
+every large activation is page-faulted in again on the next forward; for networks with 112x112
+activations (iResNet has no stem max-pool) this costs up to 3 ms per BN layer here. Unless
+``--system-malloc`` is given (or ``GLIBC_TUNABLES`` is already set), the script re-runs itself with
+glibc's mmap threshold at its maximum and heap trimming off, so that it measures the kernels, not
+page faults (the PyTorch CPU tuning guide recommends jemalloc/tcmalloc for the same reason).
 
 Usage::
 
-    .venv/bin/python benchmarks/backbone_speed.py [--size 224] [--batch 8] [--repeats 10]
-        [--channels-last] [--threads N]
+    OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/backbone_speed.py [--size 224]
+        [--batch 4] [--repeats 10] [--channels-last] [--threads N] [--breakdown]
+        [--system-malloc]
 """
 import argparse
+import collections
+import os
+import platform
 import statistics
+import sys
 import time
 
 import torch
+import torch.nn as nn
 
 import iresnet_mmdet  # noqa: F401  (registers the backbones)
 from iresnet_mmdet.analysis.complexity import model_complexity
 from mmdet.registry import MODELS
 
+RESNET = 'ResNet-50 (mmdet)'
+RESNEXT = 'ResNeXt-50 32x4d (mmdet)'
 BACKBONES = {
-    'ResNet-50 (mmdet)': dict(type='ResNet', depth=50),
-    'ResNeXt-50 32x4d (mmdet)': dict(type='ResNeXt', depth=50, groups=32, base_width=4),
+    RESNET: dict(type='ResNet', depth=50),
+    RESNEXT: dict(type='ResNeXt', depth=50, groups=32, base_width=4),
     'iResNet-50': dict(type='iResNet', depth=50),
     'iResGroup-50': dict(type='iResGroup', depth=50),
     'iResGroupFix-50': dict(type='iResGroupFix', depth=50),
 }
+GROUPED = ('iResGroup-50', 'iResGroupFix-50')
+TARGET = 1.05
+#: glibc: keep freed blocks up to 32 MiB (the largest mmap threshold) on the heap, never trim it.
+MALLOC_TUNABLES = 'glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=17179869184'
+
+
+def rerun_with_tuned_malloc() -> None:
+    """Replace this process by the same command under ``MALLOC_TUNABLES`` (glibc Linux only)."""
+    if platform.system() != 'Linux' or platform.libc_ver()[0] != 'glibc':
+        return
+    env = dict(os.environ, GLIBC_TUNABLES=MALLOC_TUNABLES)
+    os.execve(sys.executable, [sys.executable] + sys.argv, env)
 
 
 def time_forwards(models, x, repeats):
-    """Median forward time of each model, measured round-robin so that load changes on the
-    machine affect every model alike."""
+    """Median forward time of each model, measured round-robin."""
     times = [[] for _ in models]
     with torch.no_grad():
         for model in models:
@@ -43,20 +73,86 @@ def time_forwards(models, x, repeats):
     return [statistics.median(samples) for samples in times]
 
 
+def layer_kind(module: nn.Module) -> str:
+    """A short name for the kind of a leaf layer (convs by kernel, stride and group width)."""
+    if isinstance(module, nn.Conv2d):
+        kind = f'conv {module.kernel_size[0]}x{module.kernel_size[1]} s{module.stride[0]}'
+        if module.groups > 1:
+            kind += f' grouped ({module.in_channels // module.groups} ch/group)'
+        return kind
+    return type(module).__name__
+
+
+def breakdown(model, x, repeats):
+    """{layer kind: (milliseconds, MACs)} of one forward: each leaf layer's fastest of
+    ``repeats`` forwards, timed with hooks, summed per kind."""
+    seconds = collections.defaultdict(lambda: float('inf'))
+    macs, starts, handles = {}, {}, []
+
+    def before(module, args):
+        starts[module] = time.perf_counter()
+
+    def after(module, args, out):
+        seconds[module] = min(seconds[module], time.perf_counter() - starts[module])
+        if isinstance(module, nn.Conv2d):
+            macs[module] = out.numel() * module.weight[0].numel()
+
+    for module in model.modules():
+        if next(module.children(), None) is None:
+            handles += [module.register_forward_pre_hook(before), module.register_forward_hook(after)]
+    with torch.no_grad():
+        for _ in range(repeats):
+            model(x)
+    for handle in handles:
+        handle.remove()
+    kinds = collections.defaultdict(lambda: [0.0, 0])
+    for module, s in seconds.items():
+        kinds[layer_kind(module)][0] += s * 1e3
+        kinds[layer_kind(module)][1] += macs.get(module, 0)
+    return dict(kinds)
+
+
+def print_breakdown(name, kinds, total_ms):
+    print(f'\n{name}: {total_ms:.1f} ms per forward, of which in leaf layers '
+          f'{sum(ms for ms, _ in kinds.values()):.1f} ms')
+    print('| layer kind | ms | GMACs | GMAC/s |')
+    print('|---|---|---|---|')
+    for kind, (ms, macs) in sorted(kinds.items(), key=lambda item: -item[1][0]):
+        rate = f'{macs / ms / 1e6:.0f}' if macs else '-'
+        gmacs = f'{macs / 1e9:.2f}' if macs else '-'
+        print(f'| {kind} | {ms:.1f} | {gmacs} | {rate} |')
+
+
+def print_ratios(rows, base):
+    base_seconds, base_macs = rows[base]
+    print('| backbone | GMACs | time (ms) | MAC ratio | time ratio | time / MAC ratio | on target |')
+    print('|---|---|---|---|---|---|---|')
+    for name, (seconds, macs) in rows.items():
+        mac_ratio, time_ratio = macs / base_macs, seconds / base_seconds
+        ok = 'yes' if time_ratio <= TARGET * mac_ratio else 'NO'
+        print(f'| {name} | {macs / 1e9:.3f} | {seconds * 1e3:.1f} | {mac_ratio:.3f} | '
+              f'{time_ratio:.3f} | {time_ratio / mac_ratio:.3f} | {ok} |')
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--size', type=int, default=224)
-    parser.add_argument('--batch', type=int, default=8)
+    parser.add_argument('--batch', type=int, default=4)
     parser.add_argument('--repeats', type=int, default=10)
     parser.add_argument('--channels-last', action='store_true')
     parser.add_argument('--threads', type=int, default=None)
+    parser.add_argument('--breakdown', action='store_true',
+                        help='also print time and GMAC/s per kind of layer for each model')
+    parser.add_argument('--system-malloc', action='store_true',
+                        help="keep glibc's default allocator settings (see the module docstring)")
     args = parser.parse_args()
+    if not args.system_malloc and 'GLIBC_TUNABLES' not in os.environ:
+        rerun_with_tuned_malloc()
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    x = torch.randn(args.batch, 3, args.size, args.size)
     memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
-    x = x.contiguous(memory_format=memory_format)
+    x = torch.randn(args.batch, 3, args.size, args.size).contiguous(memory_format=memory_format)
     models, macs = [], []
     for cfg in BACKBONES.values():
         model = MODELS.build(cfg)
@@ -64,17 +160,18 @@ def main():
         model.to(memory_format=memory_format)
         models.append(model)
         macs.append(model_complexity(model, (3, args.size, args.size), convention='macs')['flops'])
-    rows = list(zip(BACKBONES, time_forwards(models, x, args.repeats), macs))
-    base_time, base_macs = rows[0][1], rows[0][2]
+    seconds = time_forwards(models, x, args.repeats)
+    rows = {name: (s, m) for name, s, m in zip(BACKBONES, seconds, macs)}
     print(f'input {args.batch}x3x{args.size}x{args.size}, {torch.get_num_threads()} threads, '
-          f'channels_last={args.channels_last}, median of {args.repeats}')
-    print('| backbone | GMACs | time (ms) | MAC ratio | time ratio | time / MAC ratio | on target |')
-    print('|---|---|---|---|---|---|---|')
-    for name, seconds, macs in rows:
-        mac_ratio, time_ratio = macs / base_macs, seconds / base_time
-        ok = 'yes' if time_ratio <= 1.05 * mac_ratio else 'NO'
-        print(f'| {name} | {macs / 1e9:.3f} | {seconds * 1e3:.1f} | {mac_ratio:.3f} | '
-              f'{time_ratio:.3f} | {time_ratio / mac_ratio:.3f} | {ok} |')
+          f'channels_last={args.channels_last}, median of {args.repeats}, '
+          f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '(unset)')}")
+    print(f'\nAgainst {RESNET} (target: time / MAC ratio <= {TARGET}):')
+    print_ratios(rows, RESNET)
+    print(f'\nThe grouped variants against {RESNEXT}:')
+    print_ratios({name: rows[name] for name in (RESNEXT, ) + GROUPED}, RESNEXT)
+    if args.breakdown:
+        for name, model, (s, _) in zip(BACKBONES, models, rows.values()):
+            print_breakdown(name, breakdown(model, x, args.repeats), s * 1e3)
 
 
 if __name__ == '__main__':

@@ -32,7 +32,7 @@ import torch
 import torch.nn as nn
 
 from .engine.cli import ToolError
-from .models.classifier import (ARCH_FAMILIES, build_classifier, classifier_class, parse_arch)
+from .models.classifier import ARCH_FAMILIES, build_classifier, parse_arch
 from .version import __version__
 
 #: The architectures the authors released ImageNet weights for (ARCHITECTURE_NOTES.md 2.1).
@@ -83,10 +83,8 @@ def backbone_config(arch: str) -> dict:
 
 
 def build_imagenet_form(arch: str, num_classes: int = 1000) -> nn.Module:
-    """The ImageNet form (backbone + avg pool + fc) of ``arch``, with the authors' keys.
-
-    Like :func:`~iresnet_mmdet.models.build_classifier`, and also for ResNet depths that mmdet's
-    ``ResNet`` lacks (``resnet200``).
+    """The ImageNet form (backbone + avg pool + fc) of ``arch``, with the authors' keys
+    (:func:`~iresnet_mmdet.models.build_classifier`).
 
     Args:
         arch: an architecture name, e.g. ``'iresnet50'``.
@@ -95,9 +93,6 @@ def build_imagenet_form(arch: str, num_classes: int = 1000) -> nn.Module:
     Returns:
         The classifier module.
     """
-    cfg = backbone_config(arch)
-    if cfg['type'] == 'ResidualNetwork':
-        return classifier_class('ResidualNetwork')(num_classes=num_classes, depth=cfg['depth'])
     return build_classifier(arch, num_classes=num_classes)
 
 

@@ -12,6 +12,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 import iresnet_mmdet  # noqa: F401
 from backbone_checks import assert_checkpointing_is_exact
 from iresnet_mmdet.models import build_classifier
+from iresnet_mmdet.models.backbones import ResidualNetwork
 from mmdet.registry import MODELS
 
 # A copy of ../shared/reference/official_keys: every key and shape of the released models.
@@ -63,6 +64,17 @@ def test_imagenet_parameter_counts_equal_paper(arch, params_m):
     model = build_classifier(arch)
     n = sum(p.numel() for p in model.parameters())
     assert round(n / 1e6, 2) == params_m
+
+
+def test_resnet200_classifier_uses_the_engine_with_resnet_keys():
+    # mmdet's ResNet stops at 152 layers; ResNet-200 (released by the authors) comes from the
+    # engine's default layout, with the same key names as mmdet's ResNet.
+    model = build_classifier('resnet200')
+    assert isinstance(model, ResidualNetwork) and model.layout == 'resnet'
+    assert model.stage_blocks == (3, 24, 36, 3)
+    assert round(sum(p.numel() for p in model.parameters()) / 1e6, 2) == 64.67
+    assert {k for k, _ in read_official_keys('resnet50')} <= set(model.state_dict())
+    assert model.eval() is model
 
 
 # --------------------------------------------------------------------------------------------

@@ -106,6 +106,10 @@ def build_classifier(arch: str, num_classes: Optional[int] = None, **kwargs) -> 
     if backbone_type == 'ResNet':
         # mmdet's ResNet zero-initialises residual norms by default; the authors' do not.
         kwargs.setdefault('zero_init_residual', False)
+        if depth not in MODELS.get('ResNet').arch_settings:
+            # mmdet's ResNet stops at 152; the engine's default layout is the same network with
+            # the same keys (ResNet-200).
+            backbone_type = 'ResidualNetwork'
     return classifier_class(backbone_type)(num_classes=num_classes, depth=depth, **kwargs)
 
 
