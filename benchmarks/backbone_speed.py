@@ -18,15 +18,18 @@ page faults (the PyTorch CPU tuning guide recommends jemalloc/tcmalloc for the s
 Usage::
 
     OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/backbone_speed.py [--size 224]
-        [--batch 4] [--repeats 10] [--channels-last] [--threads N] [--breakdown]
+        [--batch 4] [--repeats 10] [--runs N] [--channels-last] [--threads N] [--breakdown]
         [--system-malloc]
 """
 import argparse
 import collections
+import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 
 import torch
@@ -134,20 +137,26 @@ def print_ratios(rows, base):
               f'{time_ratio:.3f} | {time_ratio / mac_ratio:.3f} | {ok} |')
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--size', type=int, default=224)
-    parser.add_argument('--batch', type=int, default=4)
-    parser.add_argument('--repeats', type=int, default=10)
-    parser.add_argument('--channels-last', action='store_true')
-    parser.add_argument('--threads', type=int, default=None)
-    parser.add_argument('--breakdown', action='store_true',
-                        help='also print time and GMAC/s per kind of layer for each model')
-    parser.add_argument('--system-malloc', action='store_true',
-                        help="keep glibc's default allocator settings (see the module docstring)")
-    args = parser.parse_args()
-    if not args.system_malloc and 'GLIBC_TUNABLES' not in os.environ:
-        rerun_with_tuned_malloc()
+def ratio_summary(runs, name, base):
+    """'median (min-max)' of ``name``'s time / MAC ratio against ``base`` over several runs."""
+    ratios = sorted((r[name][0] / r[base][0]) / (r[name][1] / r[base][1]) for r in runs)
+    return statistics.median(ratios), f'{statistics.median(ratios):.3f} ({ratios[0]:.3f}-{ratios[-1]:.3f})'
+
+
+def print_run_summary(runs):
+    """Per backbone: the median and range of its time / MAC ratios over the runs."""
+    print(f'| backbone | GMACs | time / MAC ratio vs {RESNET}: median (range) | on target (median) '
+          f'| vs {RESNEXT}: median (range) |')
+    print('|---|---|---|---|---|')
+    for name, (_, macs) in runs[0].items():
+        median, text = ratio_summary(runs, name, RESNET)
+        vs_resnext = ratio_summary(runs, name, RESNEXT)[1] if name in GROUPED else '-'
+        ok = 'yes' if median <= TARGET else 'NO'
+        print(f'| {name} | {macs / 1e9:.3f} | {text} | {ok} | {vs_resnext} |')
+
+
+def measure(args):
+    """Build the backbones and time them: ({name: (seconds, MACs)}, models, input)."""
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -161,10 +170,64 @@ def main():
         models.append(model)
         macs.append(model_complexity(model, (3, args.size, args.size), convention='macs')['flops'])
     seconds = time_forwards(models, x, args.repeats)
-    rows = {name: (s, m) for name, s, m in zip(BACKBONES, seconds, macs)}
-    print(f'input {args.batch}x3x{args.size}x{args.size}, {torch.get_num_threads()} threads, '
-          f'channels_last={args.channels_last}, median of {args.repeats}, '
-          f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '(unset)')}")
+    return {name: (s, m) for name, s, m in zip(BACKBONES, seconds, macs)}, models, x
+
+
+def measure_in_processes(args):
+    """Run the measurement in ``args.runs`` fresh processes (each with its own allocator and
+    oneDNN state, which is where run-to-run differences come from); their results, in order."""
+    command = [sys.executable, os.path.abspath(__file__), '--size', str(args.size), '--batch',
+               str(args.batch), '--repeats', str(args.repeats), '--system-malloc']
+    if args.channels_last:
+        command.append('--channels-last')
+    if args.threads:
+        command += ['--threads', str(args.threads)]
+    runs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(args.runs):
+            result = os.path.join(tmp, f'run{i}.json')
+            subprocess.run(command + ['--result-file', result], check=True,
+                           stdout=subprocess.DEVNULL)
+            with open(result) as f:
+                runs.append({name: tuple(value) for name, value in json.load(f).items()})
+            print(f'run {i + 1}/{args.runs}: ' + ', '.join(
+                f'{name.split()[0]} {seconds * 1e3:.1f} ms' for name, (seconds, _) in
+                runs[-1].items()), flush=True)
+    return runs
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--size', type=int, default=224)
+    parser.add_argument('--batch', type=int, default=4)
+    parser.add_argument('--repeats', type=int, default=10, help='timed forwards per model')
+    parser.add_argument('--runs', type=int, default=1,
+                        help='repeat the measurement in this many fresh processes and print the '
+                        'median and range of the ratios')
+    parser.add_argument('--channels-last', action='store_true')
+    parser.add_argument('--threads', type=int, default=None)
+    parser.add_argument('--breakdown', action='store_true',
+                        help='also print time and GMAC/s per kind of layer for each model')
+    parser.add_argument('--system-malloc', action='store_true',
+                        help="keep glibc's default allocator settings (see the module docstring)")
+    parser.add_argument('--result-file', help=argparse.SUPPRESS)  # used by --runs
+    args = parser.parse_args()
+    if not args.system_malloc and 'GLIBC_TUNABLES' not in os.environ:
+        rerun_with_tuned_malloc()
+    threads = args.threads or torch.get_num_threads()
+    print(f'input {args.batch}x3x{args.size}x{args.size}, {threads} threads, '
+          f'channels_last={args.channels_last}, median of {args.repeats} forwards, '
+          f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '(unset)')}", flush=True)
+    if args.runs > 1:
+        runs = measure_in_processes(args)
+        print(f'\n{args.runs} runs (target: time / MAC ratio <= {TARGET}):')
+        print_run_summary(runs)
+        return
+    rows, models, x = measure(args)
+    if args.result_file:
+        with open(args.result_file, 'w') as f:
+            json.dump(rows, f)
+        return
     print(f'\nAgainst {RESNET} (target: time / MAC ratio <= {TARGET}):')
     print_ratios(rows, RESNET)
     print(f'\nThe grouped variants against {RESNEXT}:')
