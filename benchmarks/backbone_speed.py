@@ -9,20 +9,28 @@ convolutions. ``--breakdown`` adds where the time goes: milliseconds and GMAC/s 
 The models are timed round-robin, so that load changes on the machine affect them alike.
 
 Allocator: glibc returns freed blocks above its mmap threshold (at most 32 MiB) to the system, so
-every large activation is page-faulted in again on the next forward; for networks with 112x112
-activations (iResNet has no stem max-pool) this costs up to 3 ms per BN layer here. Unless
-``--system-malloc`` is given (or ``GLIBC_TUNABLES`` is already set), the script re-runs itself with
-glibc's mmap threshold at its maximum and heap trimming off, so that it measures the kernels, not
-page faults (the PyTorch CPU tuning guide recommends jemalloc/tcmalloc for the same reason).
+every large activation is page-faulted in again on the next forward. That costs up to 3 ms per BN
+layer here, and 10-20 ms per 51 MB activation, which only the iResGroup networks have at batch 4
+(256 channels at 112x112: iResNet has no stem max-pool). It also makes their times bimodal from one
+process to the next. To measure kernels rather than page faults, the script re-runs itself under a
+caching allocator (``--malloc``):
+
+* ``auto`` (default): ``tcmalloc`` if its library is installed, else ``glibc-tuned``;
+* ``tcmalloc``: ``LD_PRELOAD`` of libtcmalloc_minimal (Debian: ``apt-get install
+  libtcmalloc-minimal4``), as the PyTorch CPU performance tuning guide recommends;
+* ``glibc-tuned``: glibc with its mmap threshold at the maximum (32 MiB) and no heap trimming;
+  larger blocks are still page-faulted;
+* ``system``: the allocator as it is.
 
 Usage::
 
     OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/backbone_speed.py [--size 224]
         [--batch 4] [--repeats 10] [--runs N] [--channels-last] [--threads N] [--breakdown]
-        [--system-malloc]
+        [--malloc auto|tcmalloc|glibc-tuned|system]
 """
 import argparse
 import collections
+import ctypes.util
 import json
 import os
 import platform
@@ -52,13 +60,30 @@ GROUPED = ('iResGroup-50', 'iResGroupFix-50')
 TARGET = 1.05
 #: glibc: keep freed blocks up to 32 MiB (the largest mmap threshold) on the heap, never trim it.
 MALLOC_TUNABLES = 'glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=17179869184'
+#: Set in the environment of the re-run process: the allocator it runs under.
+MALLOC_ENV = 'BACKBONE_SPEED_MALLOC'
 
 
-def rerun_with_tuned_malloc() -> None:
-    """Replace this process by the same command under ``MALLOC_TUNABLES`` (glibc Linux only)."""
-    if platform.system() != 'Linux' or platform.libc_ver()[0] != 'glibc':
+def rerun_with_allocator(choice: str) -> None:
+    """Replace this process by the same command under the allocator ``choice`` (see the module
+    docstring); a no-op for ``system`` and once the re-run has happened."""
+    if choice == 'system' or MALLOC_ENV in os.environ:
         return
-    env = dict(os.environ, GLIBC_TUNABLES=MALLOC_TUNABLES)
+    tcmalloc = ctypes.util.find_library('tcmalloc_minimal') or ctypes.util.find_library('tcmalloc')
+    if choice == 'auto':
+        choice = 'tcmalloc' if tcmalloc else 'glibc-tuned'
+    env = dict(os.environ)
+    if choice == 'tcmalloc':
+        if not tcmalloc:
+            sys.exit('error: --malloc tcmalloc, but no tcmalloc library was found; install it '
+                     '(Debian: apt-get install libtcmalloc-minimal4) or use --malloc glibc-tuned')
+        env['LD_PRELOAD'] = ' '.join(filter(None, [tcmalloc, env.get('LD_PRELOAD')]))
+        env[MALLOC_ENV] = f'tcmalloc ({tcmalloc})'
+    else:
+        if platform.system() != 'Linux' or platform.libc_ver()[0] != 'glibc':
+            return
+        env['GLIBC_TUNABLES'] = MALLOC_TUNABLES
+        env[MALLOC_ENV] = f'glibc-tuned (GLIBC_TUNABLES={MALLOC_TUNABLES})'
     os.execve(sys.executable, [sys.executable] + sys.argv, env)
 
 
@@ -174,10 +199,10 @@ def measure(args):
 
 
 def measure_in_processes(args):
-    """Run the measurement in ``args.runs`` fresh processes (each with its own allocator and
-    oneDNN state, which is where run-to-run differences come from); their results, in order."""
+    """Run the measurement in ``args.runs`` fresh processes (their environment, hence their
+    allocator, is this process's); their results, in order."""
     command = [sys.executable, os.path.abspath(__file__), '--size', str(args.size), '--batch',
-               str(args.batch), '--repeats', str(args.repeats), '--system-malloc']
+               str(args.batch), '--repeats', str(args.repeats)]
     if args.channels_last:
         command.append('--channels-last')
     if args.threads:
@@ -208,16 +233,15 @@ def main():
     parser.add_argument('--threads', type=int, default=None)
     parser.add_argument('--breakdown', action='store_true',
                         help='also print time and GMAC/s per kind of layer for each model')
-    parser.add_argument('--system-malloc', action='store_true',
-                        help="keep glibc's default allocator settings (see the module docstring)")
+    parser.add_argument('--malloc', choices=('auto', 'tcmalloc', 'glibc-tuned', 'system'),
+                        default='auto', help='the allocator to measure under (module docstring)')
     parser.add_argument('--result-file', help=argparse.SUPPRESS)  # used by --runs
     args = parser.parse_args()
-    if not args.system_malloc and 'GLIBC_TUNABLES' not in os.environ:
-        rerun_with_tuned_malloc()
+    rerun_with_allocator(args.malloc)
     threads = args.threads or torch.get_num_threads()
     print(f'input {args.batch}x3x{args.size}x{args.size}, {threads} threads, '
           f'channels_last={args.channels_last}, median of {args.repeats} forwards, '
-          f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '(unset)')}", flush=True)
+          f"allocator: {os.environ.get(MALLOC_ENV, 'system')}", flush=True)
     if args.runs > 1:
         runs = measure_in_processes(args)
         print(f'\n{args.runs} runs (target: time / MAC ratio <= {TARGET}):')
