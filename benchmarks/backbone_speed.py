@@ -39,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Optional
 
 import torch
 import torch.nn as nn
@@ -64,27 +65,43 @@ MALLOC_TUNABLES = 'glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_thresh
 MALLOC_ENV = 'BACKBONE_SPEED_MALLOC'
 
 
-def rerun_with_allocator(choice: str) -> None:
-    """Replace this process by the same command under the allocator ``choice`` (see the module
-    docstring); a no-op for ``system`` and once the re-run has happened."""
-    if choice == 'system' or MALLOC_ENV in os.environ:
-        return
-    tcmalloc = ctypes.util.find_library('tcmalloc_minimal') or ctypes.util.find_library('tcmalloc')
+def allocator_env(choice: str, environ: dict, tcmalloc: Optional[str],
+                  glibc: bool) -> Optional[dict]:
+    """The environment to re-run under for the allocator ``choice`` (see the module docstring),
+    or ``None`` to run as is (``system``, no glibc to tune, or the re-run has happened already).
+
+    Args:
+        choice: ``auto``, ``tcmalloc``, ``glibc-tuned`` or ``system``.
+        environ: the current environment.
+        tcmalloc: the TCMalloc library found on this machine, or ``None``.
+        glibc: whether this process runs on glibc.
+    """
+    if choice == 'system' or MALLOC_ENV in environ:
+        return None
     if choice == 'auto':
         choice = 'tcmalloc' if tcmalloc else 'glibc-tuned'
-    env = dict(os.environ)
+    env = dict(environ)
     if choice == 'tcmalloc':
         if not tcmalloc:
-            sys.exit('error: --malloc tcmalloc, but no tcmalloc library was found; install it '
+            sys.exit('error: --malloc tcmalloc, but no TCMalloc library was found; install it '
                      '(Debian: apt-get install libtcmalloc-minimal4) or use --malloc glibc-tuned')
-        env['LD_PRELOAD'] = ' '.join(filter(None, [tcmalloc, env.get('LD_PRELOAD')]))
+        env['LD_PRELOAD'] = ' '.join(filter(None, [tcmalloc, environ.get('LD_PRELOAD')]))
         env[MALLOC_ENV] = f'tcmalloc ({tcmalloc})'
-    else:
-        if platform.system() != 'Linux' or platform.libc_ver()[0] != 'glibc':
-            return
-        env['GLIBC_TUNABLES'] = MALLOC_TUNABLES
-        env[MALLOC_ENV] = f'glibc-tuned (GLIBC_TUNABLES={MALLOC_TUNABLES})'
-    os.execve(sys.executable, [sys.executable] + sys.argv, env)
+        return env
+    if not glibc:
+        return None
+    env['GLIBC_TUNABLES'] = ':'.join(filter(None, [environ.get('GLIBC_TUNABLES'), MALLOC_TUNABLES]))
+    env[MALLOC_ENV] = f'glibc-tuned (GLIBC_TUNABLES={env["GLIBC_TUNABLES"]})'
+    return env
+
+
+def rerun_with_allocator(choice: str) -> None:
+    """Replace this process by the same command under the allocator ``choice``, if needed."""
+    tcmalloc = ctypes.util.find_library('tcmalloc_minimal') or ctypes.util.find_library('tcmalloc')
+    glibc = platform.system() == 'Linux' and platform.libc_ver()[0] == 'glibc'
+    env = allocator_env(choice, dict(os.environ), tcmalloc, glibc)
+    if env is not None:
+        os.execve(sys.executable, [sys.executable] + sys.argv, env)
 
 
 def time_forwards(models, x, repeats):

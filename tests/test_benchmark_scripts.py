@@ -1,7 +1,8 @@
-"""The benchmark scripts' own accounting (their timings are not tested: they are not tests)."""
+"""The benchmark scripts' own logic: accounting and set-up (their timings are not tested)."""
 import importlib.util
 from pathlib import Path
 
+import pytest
 import torch
 
 import iresnet_mmdet  # noqa: F401
@@ -32,3 +33,19 @@ def test_speed_breakdown_accounts_for_every_mac_and_names_group_widths():
     assert all(ms > 0 for ms, _ in kinds.values())
     # hooks are removed afterwards
     assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+
+
+def test_speed_allocator_environment():
+    speed = load_script('backbone_speed')
+    env = speed.allocator_env('auto', {'LD_PRELOAD': 'libx.so', 'A': '1'}, 'libtcmalloc.so.4', True)
+    assert env['LD_PRELOAD'] == 'libtcmalloc.so.4 libx.so' and env['A'] == '1'
+    assert env[speed.MALLOC_ENV].startswith('tcmalloc')
+    env = speed.allocator_env('auto', {'GLIBC_TUNABLES': 'glibc.pthread.x=1'}, None, True)
+    assert env['GLIBC_TUNABLES'] == 'glibc.pthread.x=1:' + speed.MALLOC_TUNABLES
+    assert 'LD_PRELOAD' not in env
+    # no re-run: the allocator as it is, no glibc, or the re-run has already happened
+    assert speed.allocator_env('system', {}, 'libtcmalloc.so.4', True) is None
+    assert speed.allocator_env('glibc-tuned', {}, 'libtcmalloc.so.4', False) is None
+    assert speed.allocator_env('auto', {speed.MALLOC_ENV: 'tcmalloc'}, 'lib.so', True) is None
+    with pytest.raises(SystemExit, match='apt-get install libtcmalloc-minimal4'):
+        speed.allocator_env('tcmalloc', {}, None, True)
