@@ -1,10 +1,11 @@
 """Forward time of the iRes* backbones against mmdet's ResNet-50 and ResNeXt-50, next to MACs.
 
-For each backbone it prints the median forward time (eval mode, no grad) and the multiply-accumulates
-of its convs, both as ratios to mmdet's ResNet-50. A variant is "on target" when its time ratio is at
-most 1.05 x its MAC ratio, i.e. it runs as fast per MAC as ResNet-50 within 5 %. The grouped variants
-are also compared with mmdet's ResNeXt-50, the reference network built from the same grouped
-convolutions. ``--breakdown`` adds where the time goes: milliseconds and GMAC/s per kind of layer.
+For each backbone it prints the median forward time (eval mode, no grad) and the
+multiply-accumulates of its convs, both as ratios to mmdet's ResNet-50. A variant is "on target"
+when its time ratio is at most 1.05 x its MAC ratio, i.e. it runs as fast per MAC as ResNet-50
+within 5 %. The grouped variants are also compared with mmdet's ResNeXt-50, the reference network
+built from the same grouped convolutions. ``--breakdown`` adds where the time goes: milliseconds
+and GMAC/s per kind of layer; ``--runs N`` repeats the measurement in N fresh processes.
 
 The models are timed round-robin, so that load changes on the machine affect them alike.
 
@@ -144,7 +145,8 @@ def breakdown(model, x, repeats):
 
     for module in model.modules():
         if next(module.children(), None) is None:
-            handles += [module.register_forward_pre_hook(before), module.register_forward_hook(after)]
+            handles += [module.register_forward_pre_hook(before),
+                        module.register_forward_hook(after)]
     with torch.no_grad():
         for _ in range(repeats):
             model(x)
@@ -170,7 +172,8 @@ def print_breakdown(name, kinds, total_ms):
 
 def print_ratios(rows, base):
     base_seconds, base_macs = rows[base]
-    print('| backbone | GMACs | time (ms) | MAC ratio | time ratio | time / MAC ratio | on target |')
+    print('| backbone | GMACs | time (ms) | MAC ratio | time ratio | time / MAC ratio '
+          '| on target |')
     print('|---|---|---|---|---|---|---|')
     for name, (seconds, macs) in rows.items():
         mac_ratio, time_ratio = macs / base_macs, seconds / base_seconds
@@ -182,7 +185,8 @@ def print_ratios(rows, base):
 def ratio_summary(runs, name, base):
     """'median (min-max)' of ``name``'s time / MAC ratio against ``base`` over several runs."""
     ratios = sorted((r[name][0] / r[base][0]) / (r[name][1] / r[base][1]) for r in runs)
-    return statistics.median(ratios), f'{statistics.median(ratios):.3f} ({ratios[0]:.3f}-{ratios[-1]:.3f})'
+    median = statistics.median(ratios)
+    return median, f'{median:.3f} ({ratios[0]:.3f}-{ratios[-1]:.3f})'
 
 
 def print_run_summary(runs):
