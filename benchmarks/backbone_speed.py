@@ -154,8 +154,9 @@ def breakdown(model, x, repeats):
         handle.remove()
     kinds = collections.defaultdict(lambda: [0.0, 0])
     for module, s in seconds.items():
-        kinds[layer_kind(module)][0] += s * 1e3
-        kinds[layer_kind(module)][1] += macs.get(module, 0)
+        totals = kinds[layer_kind(module)]
+        totals[0] += s * 1e3
+        totals[1] += macs.get(module, 0)
     return dict(kinds)
 
 

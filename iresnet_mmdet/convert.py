@@ -10,8 +10,8 @@ By default the written state_dict is the *backbone* (``conv1``, ``bn1``, ``layer
 ``fc.*`` dropped): the full 4-stage backbone loads it with ``strict=True`` and
 ``init_cfg=dict(type='Pretrained', checkpoint=...)`` loads it into a cut backbone (SSD: no
 ``layer4``; mmengine reports the unused ``layer4`` keys as unexpected and loads the rest).
-``keep_fc=True`` also keeps ``fc.*``: the ImageNet form (:func:`build_imagenet_form`) then loads
-the file with ``strict=True``.
+``keep_fc=True`` also keeps ``fc.*``: the ImageNet form
+(:func:`~iresnet_mmdet.models.build_classifier`) then loads the file with ``strict=True``.
 
 Files are read with ``torch.load(weights_only=True)``: a file that needs arbitrary unpickling (it
 refers to Python callables, e.g. through ``__reduce__``) is refused and nothing in it is executed.
@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
-import torch.nn as nn
 
 from .engine.cli import ToolError
 from .models.classifier import ARCH_FAMILIES, build_classifier, parse_arch
@@ -71,29 +70,11 @@ def backbone_config(arch: str) -> dict:
         arch: an architecture name of the authors' zoo, e.g. ``'iresnet50'``.
 
     Returns:
-        e.g. ``dict(type='iResNet', depth=50)``. ResNet depths that mmdet's ``ResNet`` lacks
-        (200) use ``ResidualNetwork``, whose default layout is the same network with the same keys.
+        e.g. ``dict(type='iResNet', depth=50)`` (``ResidualNetwork`` for ``'resnet200'``, see
+        :func:`~iresnet_mmdet.models.classifier.parse_arch`).
     """
     backbone_type, depth = parse_arch(arch)
-    if backbone_type == 'ResNet':
-        from mmdet.models.backbones import ResNet
-        if depth not in ResNet.arch_settings:
-            backbone_type = 'ResidualNetwork'
     return dict(type=backbone_type, depth=depth)
-
-
-def build_imagenet_form(arch: str, num_classes: int = 1000) -> nn.Module:
-    """The ImageNet form (backbone + avg pool + fc) of ``arch``, with the authors' keys
-    (:func:`~iresnet_mmdet.models.build_classifier`).
-
-    Args:
-        arch: an architecture name, e.g. ``'iresnet50'``.
-        num_classes: outputs of the fc layer.
-
-    Returns:
-        The classifier module.
-    """
-    return build_classifier(arch, num_classes=num_classes)
 
 
 def candidate_archs() -> List[str]:
@@ -137,7 +118,7 @@ def reference(arch: str) -> Reference:
     """
     try:
         with torch.device('meta'):
-            model = build_imagenet_form(arch)
+            model = build_classifier(arch)
     except KeyError as exc:
         raise ConversionError(f'{exc.args[0]}. Released architectures: '
                               f'{", ".join(RELEASED_ARCHS)}') from None
@@ -658,7 +639,7 @@ def _sha256(path: str) -> str:
 
 __all__ = [
     'RELEASED_ARCHS', 'ConversionError', 'Mismatch', 'Report', 'Source', 'backbone_config',
-    'build_imagenet_form', 'candidate_archs', 'choose_arch', 'compare', 'convert',
+    'candidate_archs', 'choose_arch', 'compare', 'convert',
     'convert_state_dict', 'infer_arch', 'load_file', 'pickle_globals', 'read_source', 'reference',
     'save_atomic'
 ]

@@ -213,6 +213,8 @@ def test_arch_names():
     assert parse_arch('iresnet3d50') == ('iResNet3D', 50)
     assert parse_arch('resnet3d50') == ('ResNet3D', 50)
     assert parse_arch('iresnet302') == ('iResNet', 302)
+    assert parse_arch('resnet50') == ('ResNet', 50)
+    assert parse_arch('resnet200') == ('ResidualNetwork', 200)  # mmdet's ResNet stops at 152
     assert meta_classifier('cifar_iresnet164', None).fc.out_features == 10
     assert meta_classifier('iresnet3d50', None).fc.out_features == 400
     with pytest.raises(KeyError, match=r'invalid depth 110 .*\[164, 1001, 2000, 3002\]'):

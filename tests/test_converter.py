@@ -20,6 +20,7 @@ from mmengine.runner import load_checkpoint
 
 import iresnet_mmdet  # noqa: F401
 from iresnet_mmdet import convert as cv
+from iresnet_mmdet.models import build_classifier
 from mmdet.registry import MODELS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,7 +57,7 @@ def official_keys(arch):
 def random_source(arch, seed=1):
     """The ImageNet form of ``arch`` with every tensor random (norm statistics included)."""
     torch.manual_seed(seed)
-    model = cv.build_imagenet_form(arch)
+    model = build_classifier(arch)
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, t in model.state_dict().items():
@@ -148,7 +149,7 @@ def test_training_checkpoint_keep_fc_round_trip(arch, legacy, workdir):
     assert saved['meta']['arch'] == arch and saved['meta']['num_classes'] == 1000
     assert saved['meta']['source_arch_field'] == checkpoint['arch']
     torch.manual_seed(2)
-    target = cv.build_imagenet_form(arch)
+    target = build_classifier(arch)
     target.eval()
     target.load_state_dict(saved['state_dict'], strict=True)
     expected_features, expected_logits = pooled_features(source)

@@ -79,13 +79,20 @@ def classifier_class(backbone_type: str) -> type:
 
 def parse_arch(arch: str) -> Tuple[str, int]:
     """Split an architecture name of the authors' zoo, e.g. ``'iresgroupfix50'``,
-    ``'cifar_iresnet3002'`` or ``'iresnet3d50'``, into (backbone type, depth)."""
+    ``'cifar_iresnet3002'`` or ``'iresnet3d50'``, into (registered backbone type, depth).
+
+    ResNet depths that mmdet's ``ResNet`` lacks (``'resnet200'``) map to ``ResidualNetwork``, whose
+    default layout is the same network with the same keys.
+    """
     # The family is the shortest prefix that leaves only digits: 'iresnet3d50' -> 'iresnet3d', 50.
     match = re.fullmatch(r'([a-z][a-z0-9_]*?)(\d+)', arch.lower())
     if match is None or match.group(1) not in ARCH_FAMILIES:
         raise KeyError(f'unknown architecture {arch!r}; expected <family><depth> with family one '
                        f'of {sorted(ARCH_FAMILIES)}, e.g. iresnet50')
-    return ARCH_FAMILIES[match.group(1)], int(match.group(2))
+    backbone_type, depth = ARCH_FAMILIES[match.group(1)], int(match.group(2))
+    if backbone_type == 'ResNet' and depth not in MODELS.get('ResNet').arch_settings:
+        backbone_type = 'ResidualNetwork'  # mmdet's ResNet stops at 152
+    return backbone_type, depth
 
 
 def build_classifier(arch: str, num_classes: Optional[int] = None, **kwargs) -> nn.Module:
@@ -106,10 +113,6 @@ def build_classifier(arch: str, num_classes: Optional[int] = None, **kwargs) -> 
     if backbone_type == 'ResNet':
         # mmdet's ResNet zero-initialises residual norms by default; the authors' do not.
         kwargs.setdefault('zero_init_residual', False)
-        if depth not in MODELS.get('ResNet').arch_settings:
-            # mmdet's ResNet stops at 152; the engine's default layout is the same network with
-            # the same keys (ResNet-200).
-            backbone_type = 'ResidualNetwork'
     return classifier_class(backbone_type)(num_classes=num_classes, depth=depth, **kwargs)
 
 
