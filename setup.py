@@ -31,6 +31,7 @@ setup(
     extras_require={
         'fast': ['faster-coco-eval'],
         'tests': ['pytest'],
+        'deploy': ['onnx>=1.17', 'onnxruntime>=1.20', 'onnxscript>=0.2'],
     },
     zip_safe=False,
 )

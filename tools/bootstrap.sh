@@ -57,7 +57,7 @@ fi
 
 step "installing mmdet 3.3.0 and runtime requirements" \
     "${PIP[@]}" install -q -r "$ROOT/requirements/mminstall.txt" -r "$ROOT/requirements/runtime.txt" \
-    -r "$ROOT/requirements/tests.txt"
+    -r "$ROOT/requirements/tests.txt" -r "$ROOT/requirements/deploy.txt"
 step "installing iresnet-mmdet (editable)" \
     "${PIP[@]}" install -q --no-build-isolation --no-deps -e "$ROOT"
 step "checking the installation" "$VENV/bin/python" -c \
