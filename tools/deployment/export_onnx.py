@@ -1,0 +1,91 @@
+"""Export a single-stage detector (SSD, RetinaNet) to ONNX, with its post-processing.
+
+Examples::
+
+    python tools/deployment/export_onnx.py CONFIG CHECKPOINT --out model.onnx --verify 20
+    python tools/deployment/export_onnx.py CONFIG CHECKPOINT --out raw.onnx --raw
+    python tools/deployment/export_onnx.py CONFIG CHECKPOINT --out model.onnx --dynamic-batch \\
+        --fuse-conv-bn --shape 300 300
+
+The graph takes ``images (B, 3, H, W)``: float32, BGR, 0-255, already resized as the config's test
+pipeline resizes (the data preprocessor's channel flip and mean/std are inside the graph). It
+returns ``boxes (B, max_per_img, 4)`` (x1, y1, x2, y2 in network-input pixels), ``scores``,
+``labels`` and ``num_detections`` after box decoding, the score threshold and per-class NMS of the
+config's ``test_cfg``; with ``--raw``, the head's outputs per level. See docs/deploy.md.
+Bad input ends with one ``error:`` line and exit status 2, without writing ``--out``.
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+import time
+import warnings
+
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))  # repository
+warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
+
+from iresnet_mmdet.engine import cli  # noqa: E402
+
+
+def parse_args(argv=None):
+    from mmengine.config import DictAction
+    parser = argparse.ArgumentParser(description='Export a detector to ONNX')
+    parser.add_argument('config', help='config file')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--out', required=True, help='the ONNX file to write')
+    parser.add_argument('--shape', type=int, nargs=2, metavar=('H', 'W'),
+                        help="network input size (default: the test pipeline's resize)")
+    parser.add_argument('--dynamic-batch', action='store_true',
+                        help='a variable batch size (default: batch 1)')
+    parser.add_argument('--fuse-conv-bn', action='store_true',
+                        help='fold each BN into the conv before it (mmcv.cnn.fuse_conv_bn)')
+    parser.add_argument('--raw', action='store_true',
+                        help='export the head outputs only (no decoding, no NMS)')
+    parser.add_argument('--verify', type=int, default=0, metavar='N',
+                        help='compare onnxruntime with PyTorch on N images (exit status 1 if the '
+                        'outputs differ)')
+    parser.add_argument('--threads', type=int, help='onnxruntime threads for --verify')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction,
+                        help='override config settings, "key=value" pairs')
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from iresnet_mmdet.deploy import export, verify
+    if args.shape and min(args.shape) < 32:
+        raise cli.ToolError(f'--shape {args.shape[0]} {args.shape[1]} is too small; give the '
+                            'network input height and width in pixels (at least 32)')
+    if args.verify < 0:
+        raise cli.ToolError('--verify N needs N >= 0 images')
+    if osp.isdir(args.out):
+        raise cli.ToolError(f"--out '{args.out}' is a directory; give the ONNX file to write")
+    start = time.perf_counter()
+    model, cfg, ckpt = export.load_detector(args.config, args.checkpoint, args.cfg_options)
+    if args.fuse_conv_bn:
+        export.fuse_conv_bn(model)
+    input_shape = tuple(args.shape) if args.shape else export.default_input_shape(cfg, model)
+    graph = export.build_graph(model, input_shape, raw=args.raw)
+    props = export.metadata(cfg, ckpt, model, input_shape, args.raw, args.config)
+    export.export_onnx(graph, args.out, input_shape, props, dynamic_batch=args.dynamic_batch)
+    seconds = time.perf_counter() - start
+    batch = 'B' if args.dynamic_batch else '1'
+    outputs = ', '.join(export.output_names(graph))
+    print(f'exported {args.out} ({os.path.getsize(args.out) / 2**20:.1f} MiB) in {seconds:.1f} s: '
+          f'images ({batch}, 3, {input_shape[0]}, {input_shape[1]}) float32 BGR 0-255 -> '
+          f'{outputs}')
+    if not args.verify:
+        return 0
+    if args.raw:
+        error = verify.raw_error(model, args.out,
+                                 verify.synthetic_inputs(args.verify, input_shape), args.threads)
+        report = dict(images=args.verify, source='synthetic', raw_rel_err=error,
+                      passed=error <= verify.RAW_RTOL)
+    else:
+        report = verify.Verifier(model, cfg, args.out, args.threads).run(args.verify)
+    print('\n'.join(verify.format_report(report)))
+    return 0 if report['passed'] else 1
+
+
+if __name__ == '__main__':
+    cli.run_main(main)
