@@ -10,7 +10,7 @@ from mmengine.config import Config
 from torch.nn.modules.batchnorm import _BatchNorm
 
 import iresnet_mmdet  # noqa: F401
-from backbone_checks import assert_checkpointing_is_exact
+from backbone_checks import assert_checkpointing_works
 from iresnet_mmdet.models import build_classifier
 from iresnet_mmdet.models.backbones import ResidualNetwork
 from mmdet.registry import MODELS
@@ -263,8 +263,8 @@ def test_zero_init_residual_zeroes_branch_norms_of_resgroup():
 
 
 @pytest.mark.parametrize('variant', ['iResNet', 'PreActResNet', 'iResGroupFix'])
-def test_with_cp_gives_same_outputs_and_gradients(variant):
-    assert_checkpointing_is_exact(
+def test_with_cp_recomputes_blocks_saves_memory_and_keeps_numbers(variant):
+    assert_checkpointing_works(
         dict(type=variant, depth=50, base_channels=16, norm_eval=False), (2, 3, 64, 64))
 
 

@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 
 import iresnet_mmdet  # noqa: F401
-from backbone_checks import assert_checkpointing_is_exact
+from backbone_checks import assert_checkpointing_works
 from iresnet_mmdet.analysis.complexity import count_ops
 from iresnet_mmdet.models import build_classifier
 from iresnet_mmdet.models.classifier import parse_arch
@@ -192,8 +192,8 @@ def test_engine_switches_compose_with_settings():
 # --------------------------------------------------------------------------------------------
 @pytest.mark.parametrize('variant, cp_blocks', [('iResNetCifar', 1), ('iResNetCifar', 5),
                                                 ('ResNetCifar', 1)])
-def test_with_cp_gives_identical_outputs_and_gradients(variant, cp_blocks):
-    assert_checkpointing_is_exact(
+def test_with_cp_recomputes_blocks_saves_memory_and_keeps_numbers(variant, cp_blocks):
+    assert_checkpointing_works(
         dict(type=variant, depth=164, norm_eval=False), (2, 3, 32, 32), cp_blocks=cp_blocks)
 
 
