@@ -1,12 +1,13 @@
 """Backbones: faithfulness to the authors' released models and the mmdet ResNet contract."""
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmengine.config import Config
 from torch.nn.modules.batchnorm import _BatchNorm
 
 import iresnet_mmdet  # noqa: F401
@@ -294,16 +295,40 @@ def test_norm_cfg_gn_and_dilations():
     assert tuple(outs[3].shape) == (1, 2048, 4, 4)
 
 
+# Run in a fresh interpreter: this test process has imported the package already.
+CUSTOM_IMPORTS_SCRIPT = """
+import sys
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+from mmdet.registry import MODELS
+
+def plugin_imported():
+    return any(name.split('.')[0] == 'iresnet_mmdet' for name in sys.modules)
+
+assert not plugin_imported(), 'imported before the config was read'
+init_default_scope('mmdet')
+assert MODELS.get('iResNet') is None, 'registered without the plugin'
+cfg = Config.fromfile(sys.argv[1])
+assert plugin_imported(), 'custom_imports did not import the plugin'
+init_default_scope(cfg.default_scope)
+for backbone in cfg.backbones:
+    model = MODELS.build(backbone)
+    print(type(model).__module__, type(model).__name__)
+"""
+
+
 def test_custom_imports_config_builds_every_variant(tmp_path):
     cfg_file = tmp_path / 'cfg.py'
     cfg_file.write_text(
         "custom_imports = dict(imports=['iresnet_mmdet'], allow_failed_imports=False)\n"
-        "backbones = [dict(type=t, depth=50) for t in "
-        f"{VARIANTS!r}]\n")
-    cfg = Config.fromfile(str(cfg_file))
-    for bcfg in cfg.backbones:
-        model = MODELS.build(bcfg)
-        assert type(model).__name__ == bcfg['type']
+        "default_scope = 'mmdet'\n"
+        f"backbones = [dict(type=t, depth=50) for t in {VARIANTS!r}]\n")
+    done = subprocess.run([sys.executable, '-c', CUSTOM_IMPORTS_SCRIPT, str(cfg_file)],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    built = [line.split() for line in done.stdout.splitlines()]
+    assert [name for _, name in built] == VARIANTS
+    assert all(module.startswith('iresnet_mmdet.') for module, _ in built)
 
 
 def test_pretrained_init_cfg_with_prefix(tmp_path):
