@@ -40,10 +40,10 @@ def load_detector(config, checkpoint, cfg_options=None):
     check_model_types(cfg)
     check_supported_config(cfg.model)
     model = MODELS.build(cfg.model)
+    check_supported_model(model)
     ckpt = load_checkpoint_file(checkpoint)
     check_checkpoint_fits(model, checkpoint, ckpt)
     _load_checkpoint_to_model(model, ckpt, logger='silent')
-    check_supported_model(model)
     return model.eval(), cfg, ckpt
 
 

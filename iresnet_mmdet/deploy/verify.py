@@ -76,14 +76,17 @@ class Verifier:
     """Compares an exported detector with the PyTorch model it came from.
 
     Args:
-        model (torch.nn.Module): The mmdet detector, in eval mode.
+        model (torch.nn.Module): The mmdet detector, in eval mode: the reference.
         cfg (mmengine.Config): Its config.
         onnx_path (str): The exported detections model.
         threads (int, optional): onnxruntime intra-op threads.
+        exported_model (torch.nn.Module, optional): The module that was exported, where it differs
+            from ``model`` (BN fused); the raw check exports it.
     """
 
-    def __init__(self, model, cfg, onnx_path, threads=None):
+    def __init__(self, model, cfg, onnx_path, threads=None, exported_model=None):
         self.model = model
+        self.exported_model = model if exported_model is None else exported_model
         self.cfg = cfg
         self.onnx = OnnxDetector(onnx_path, threads)
         self.threads = threads
@@ -167,7 +170,7 @@ class Verifier:
         with tempfile.TemporaryDirectory() as tmp:
             if raw_onnx_path is None:
                 raw_onnx_path = osp.join(tmp, 'raw.onnx')
-                export_raw(self.model, raw_onnx_path, (self.onnx.height, self.onnx.width))
+                export_raw(self.exported_model, raw_onnx_path, (self.onnx.height, self.onnx.width))
             report['raw_rel_err'] = self.check_raw(raw_onnx_path, images)
         report.update(self.check_detections(images))
         report['ap_torch'] = report['ap_onnx'] = None

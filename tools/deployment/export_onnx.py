@@ -15,6 +15,7 @@ config's ``test_cfg``; with ``--raw``, the head's outputs per level. See docs/de
 Bad input ends with one ``error:`` line and exit status 2, without writing ``--out``.
 """
 import argparse
+import copy
 import os
 import os.path as osp
 import sys
@@ -62,8 +63,9 @@ def main(argv=None):
         raise cli.ToolError(f"--out '{args.out}' is a directory; give the ONNX file to write")
     start = time.perf_counter()
     model, cfg, ckpt = export.load_detector(args.config, args.checkpoint, args.cfg_options)
+    reference = model  # verification compares with the model as trained, before any fusion
     if args.fuse_conv_bn:
-        export.fuse_conv_bn(model)
+        model = export.fuse_conv_bn(copy.deepcopy(model) if args.verify else model)
     input_shape = tuple(args.shape) if args.shape else export.default_input_shape(cfg, model)
     graph = export.build_graph(model, input_shape, raw=args.raw)
     props = export.metadata(cfg, ckpt, model, input_shape, args.raw, args.config)
@@ -77,12 +79,12 @@ def main(argv=None):
     if not args.verify:
         return 0
     if args.raw:
-        error = verify.raw_error(model, args.out,
+        error = verify.raw_error(reference, args.out,
                                  verify.synthetic_inputs(args.verify, input_shape), args.threads)
         report = dict(images=args.verify, source='synthetic', raw_rel_err=error,
                       passed=error <= verify.RAW_RTOL)
     else:
-        report = verify.Verifier(model, cfg, args.out, args.threads).run(args.verify)
+        report = verify.Verifier(reference, cfg, args.out, args.threads, model).run(args.verify)
     print('\n'.join(verify.format_report(report)))
     return 0 if report['passed'] else 1
 
