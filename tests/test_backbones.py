@@ -176,6 +176,105 @@ def test_outputs_equal_reference_implementation(arch, layout, stem_pool, strides
     torch.testing.assert_close(ours, ref, rtol=1e-4, atol=1e-4)
 
 
+class PreActBlock(nn.Module):
+    """A full pre-activation block (He et al. 2016, "Identity Mappings", fig. 4e), written
+    independently of the engine: [norm-ReLU]-conv, norm-ReLU-conv, ..., add.
+
+    Args:
+        convs: ``(in, out, kernel, stride)`` of each branch conv.
+        pre_activate: norm + ReLU (``bn0``) on the input. Every block except the network's first,
+            whose input is the stem's normed and activated output.
+        projection: a 1x1 conv + norm shortcut. It sees the pre-activated input (the paper's
+            "pre-activation before the split" for blocks that change the shape).
+        final: norm + ReLU after the addition (the network's last block: the final activation).
+    """
+
+    def __init__(self, convs, pre_activate, projection, final):
+        super().__init__()
+        self.pre_activate, self.final = pre_activate, final
+        if pre_activate:
+            self.bn0 = nn.BatchNorm2d(convs[0][0])
+        for i, (cin, cout, k, stride) in enumerate(convs, start=1):
+            setattr(self, f'conv{i}', nn.Conv2d(cin, cout, k, stride, k // 2, bias=False))
+            if i < len(convs) or final:
+                setattr(self, f'bn{i}', nn.BatchNorm2d(cout))
+        self.n = len(convs)
+        cin, cout = convs[0][0], convs[-1][1]
+        stride = max(c[3] for c in convs)
+        self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
+                                        nn.BatchNorm2d(cout)) if projection else None
+
+    def forward(self, x):
+        pre = F.relu(self.bn0(x)) if self.pre_activate else x
+        identity = x if self.downsample is None else self.downsample(pre)
+        out = pre
+        for i in range(1, self.n + 1):
+            out = getattr(self, f'conv{i}')(out)
+            if i < self.n:
+                out = F.relu(getattr(self, f'bn{i}')(out))
+        out = out + identity
+        if self.final:
+            out = F.relu(getattr(self, f'bn{self.n}')(out))
+        return out
+
+
+class MinimalPreActResNet(nn.Module):
+    """Stem (7x7/2 conv, norm, ReLU, 3x3/2 max-pool), then stages of :class:`PreActBlock`.
+
+    Bottleneck stages have 1x1 (w), 3x3 (w, the stride), 1x1 (4w) convs, basic stages two 3x3 (w).
+    Returns every stage's output; the last block of the last stage ends with norm + ReLU.
+    """
+
+    def __init__(self, blocks, bottleneck, base, strides):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, base, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(base)
+        cin = base
+        self.stages = []
+        for s, (n, stride) in enumerate(zip(blocks, strides)):
+            w = base * 2**s
+            cout = 4 * w if bottleneck else w
+            layer = []
+            for i in range(n):
+                st = stride if i == 0 else 1
+                convs = ([(cin, w, 1, 1), (w, w, 3, st), (w, cout, 1, 1)] if bottleneck else
+                         [(cin, w, 3, st), (w, cout, 3, 1)])
+                layer.append(PreActBlock(
+                    convs, pre_activate=(s, i) != (0, 0), projection=st != 1 or cin != cout,
+                    final=s == len(blocks) - 1 and i == n - 1))
+                cin = cout
+            setattr(self, f'layer{s + 1}', nn.Sequential(*layer))
+            self.stages.append(f'layer{s + 1}')
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 3, 2, 1)
+        outs = []
+        for name in self.stages:
+            x = getattr(self, name)(x)
+            outs.append(x)
+        return tuple(outs)
+
+
+@pytest.mark.parametrize('depth, blocks, bottleneck, strides', [
+    (50, (3, 4, 6, 3), True, (1, 2, 2, 2)),
+    (18, (2, 2, 2, 2), False, (1, 2, 2, 2)),
+    (50, (3, 4, 6), True, (1, 2, 1)),  # the SSD300 cut: the final norm + ReLU ends stage 3
+])
+def test_preactresnet_equals_minimal_preact_resnet(depth, blocks, bottleneck, strides):
+    model = MODELS.build(dict(type='PreActResNet', depth=depth, base_channels=16,
+                              num_stages=len(blocks), strides=strides))
+    randomize(model).eval()
+    reference = MinimalPreActResNet(blocks, bottleneck, 16, strides).eval()
+    reference.load_state_dict(model.state_dict(), strict=True)  # same names and shapes
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ours, ref = model(x), reference(x)
+    assert len(ours) == len(ref)
+    for a, b in zip(ours, ref):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    assert (ref[-1] >= 0).all() and (ref[0] < 0).any()  # only the last output is activated
+
+
 def test_first_middle_block_relu_reaches_shortcut():
     """The stage start is "add, then ReLU": a pure-identity first middle block differs."""
     model = randomize(build_classifier('iresnet50')).eval()
