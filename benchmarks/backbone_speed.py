@@ -10,9 +10,9 @@ and GMAC/s per kind of layer; ``--runs N`` repeats the measurement in N fresh pr
 The models are timed round-robin, so that load changes on the machine affect them alike.
 
 Allocator: glibc returns freed blocks above its mmap threshold (at most 32 MiB) to the system, so
-every large activation is page-faulted in again on the next forward. That costs up to 3 ms per BN
-layer here, and 10-20 ms per 51 MB activation, which only the iResGroup networks have at batch 4
-(256 channels at 112x112: iResNet has no stem max-pool). It also makes their times bimodal from one
+every large activation is page-faulted in again on the next forward. That adds a cost per BN layer
+and, above all, per 51 MB activation, which only the iResGroup networks have at batch 4 (256
+channels at 112x112: iResNet has no stem max-pool); it can also make their times bimodal from one
 process to the next. To measure kernels rather than page faults, the script re-runs itself under a
 caching allocator (``--malloc``):
 
@@ -74,7 +74,7 @@ def allocator_env(choice: str, environ: dict, tcmalloc: Optional[str],
     Args:
         choice: ``auto``, ``tcmalloc``, ``glibc-tuned`` or ``system``.
         environ: the current environment.
-        tcmalloc: the TCMalloc library found on this machine, or ``None``.
+        tcmalloc: path of the TCMalloc library found, or ``None``.
         glibc: whether this process runs on glibc.
     """
     if choice == 'system' or MALLOC_ENV in environ:

@@ -22,7 +22,7 @@ Usage::
         [--depths 164 1001 3002] [--modes none block] [--batch 64] [--max-gib 12] [--threads N]
 
 On a shared machine, ``--threads 1`` avoids the slowdown of OpenMP threads waiting for each other
-(with 2 threads on 2 busy cores a 164-layer step took 10x longer than with 1).
+on busy cores.
 """
 import argparse
 import json
@@ -157,8 +157,8 @@ def main(argv=None) -> int:
             measured[mode][blocks] = res
             print(f'| {depth} | {label} | {res["peak_gib"]:.2f} | {res["step_s"]:.1f} '
                   f'| {res["forward_s"]:.1f} | {res["cpu_s"]:.1f} |', flush=True)
-    print(f'# load average {os.getloadavg()[0]:.1f} at end (times are wall-clock on a shared '
-          'machine)')
+    print(f'# load average {os.getloadavg()[0]:.1f} at end (wall-clock times grow with '
+          'the load)')
     return 0
 
 

@@ -34,7 +34,7 @@ from .engine.cli import ToolError
 from .models.classifier import ARCH_FAMILIES, build_classifier, parse_arch
 from .version import __version__
 
-#: The architectures the authors released ImageNet weights for (ARCHITECTURE_NOTES.md 2.1).
+#: The architectures the authors released ImageNet weights for (github.com/iduta/iresnet README).
 RELEASED_ARCHS = (
     'resnet50', 'resnet101', 'resnet152', 'resnet200',
     'iresnet50', 'iresnet101', 'iresnet152', 'iresnet200', 'iresnet302', 'iresnet404',
@@ -538,7 +538,7 @@ def convert_state_dict(source: Source, arch: str,
     for key in ref.shapes:
         if key in source.state_dict:
             out[key] = source.state_dict[key]
-        else:  # only num_batches_tracked can be missing here
+        else:  # only num_batches_tracked can be missing now
             out[key] = torch.tensor(0, dtype=torch.long)
             added.append(key)
     fc_keys = [k for k in source.state_dict if k.startswith(FC_PREFIX)]

@@ -16,7 +16,7 @@ from iresnet_mmdet.models import build_classifier
 from iresnet_mmdet.models.backbones import ResidualNetwork
 from mmdet.registry import MODELS
 
-# A copy of ../shared/reference/official_keys: every key and shape of the released models.
+# The authors' layouts: every key and shape of their released models (data/official_keys/README.md).
 KEYS_DIR = Path(__file__).resolve().parent / 'data' / 'official_keys'
 
 VARIANTS = ['PreActResNet', 'ResStage', 'iResNet', 'ResGroup', 'ResGroupFix', 'iResGroup',
@@ -80,7 +80,7 @@ def test_resnet200_classifier_uses_the_engine_with_resnet_keys():
 
 # --------------------------------------------------------------------------------------------
 # Numerics against an independent functional implementation of the authors' forward pass
-# (written from the model description: ARCHITECTURE_NOTES.md sections 1.4-1.8).
+# (written from the authors' model code, github.com/iduta/iresnet models/*.py).
 # --------------------------------------------------------------------------------------------
 def _bn(sd, name, x):
     return F.batch_norm(x, sd[f'{name}.running_mean'], sd[f'{name}.running_var'],

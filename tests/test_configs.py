@@ -63,7 +63,7 @@ def test_config_builds_trains_and_predicts(path):
     assert set(losses) == {'loss_cls', 'loss_bbox'}
     assert all(torch.isfinite(v).all() for vals in losses.values() for v in vals)
 
-    # Test mode: detections (mmdet's plain SSDHead crashes here, FixedSSDHead does not).
+    # Test mode: detections (mmdet's plain SSDHead crashes in predict mode, FixedSSDHead does not).
     model.eval()
     with torch.no_grad():
         results = model(**model.data_preprocessor(demo_mm_inputs(1, (3, 300, 300)), False),
@@ -84,7 +84,8 @@ def count(module):
     ('iresgroupfix50', 8.481, 3.643, 0.424, 8.587),
 ])
 def test_parameter_breakdown(arch, backbone, extras, loc, conf):
-    """ARCHITECTURE_NOTES 4.3: backbone / extra layers / loc heads / conf heads (M)."""
+    """Backbone / extra layers / loc heads / conf heads (M), as counted on NVIDIA's SSD300 v1.1
+    model (DeepLearningExamples) with each backbone cut after layer3."""
     _, model = build(ROOT / 'configs' / 'ssd300' / f'ssd300_{arch}_8xb32-65e_coco.py')
     got = [count(model.backbone), count(model.neck), count(model.bbox_head.reg_convs),
            count(model.bbox_head.cls_convs)]

@@ -97,13 +97,20 @@ def run_tool(argv, capsys):
 # ------------------------------------------------------------------------------------------------
 
 
+def test_key_lists_of_every_released_architecture_are_bundled():
+    bundled = {p.name[:-len('_keys.txt')] for p in KEYS_DIR.glob('*_keys.txt')}
+    assert set(cv.RELEASED_ARCHS) <= bundled
+    assert len(cv.RELEASED_ARCHS) == 26
+
+
+
 @pytest.mark.parametrize('arch', cv.RELEASED_ARCHS)
 def test_round_trip_every_released_architecture(arch, workdir):
     """Bare state_dict -> (architecture inferred) -> backbone file: loads strictly, same output."""
     source = random_source(arch)
     state = source.state_dict()
-    if (KEYS_DIR / f'{arch}_keys.txt').exists():  # the authors' exact layout
-        assert [(k, tuple(v.shape)) for k, v in state.items()] == official_keys(arch)
+    # the authors' exact layout: every key, in their order, with its shape
+    assert [(k, tuple(v.shape)) for k, v in state.items()] == official_keys(arch)
     torch.save(state, workdir / 'src.pth')
     report = cv.convert(workdir / 'src.pth', workdir / 'dst.pth')
     assert report.arch == arch

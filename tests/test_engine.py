@@ -14,20 +14,30 @@ from iresnet_mmdet.engine.checkpoint import history_buffer_getattr
 
 
 class RunsCommand:
-    """A pickle payload: unpickling it would run a shell command."""
+    """A pickle payload: unpickling it would run a shell command that creates ``marker``."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
 
     def __reduce__(self):
-        return (subprocess.call, (['touch', '/tmp/iresnet_mmdet_pwned'], ))
+        return (subprocess.call, (['touch', self.marker], ))
 
 
 class EvalsCode:
+    """Unpickling it would create ``marker`` through ``eval``."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
 
     def __reduce__(self):
-        return (eval, ('1 + 1', ))
+        return (eval, (f'open({self.marker!r}, "w").close()', ))
 
 
 class ReachesInit:
     """Asks the allow-listed getattr stand-in for something other than a statistics method."""
+
+    def __init__(self, marker):
+        pass
 
     def __reduce__(self):
         from mmengine.logging import HistoryBuffer
@@ -61,15 +71,16 @@ def test_mmengine_state_loads_with_weights_only():
     assert loaded['extra'][1].tolist() == [0, 1, 2]
 
 
-@pytest.mark.parametrize('payload', [RunsCommand(), EvalsCode(), ReachesInit()],
+@pytest.mark.parametrize('payload', [RunsCommand, EvalsCode, ReachesInit],
                          ids=['subprocess.call', 'eval', 'getattr-other'])
-def test_arbitrary_callables_are_still_refused(payload):
-    marker = '/tmp/iresnet_mmdet_pwned'
-    if os.path.exists(marker):
-        os.remove(marker)
+def test_arbitrary_callables_are_still_refused(payload, tmp_path):
+    if payload is not ReachesInit:  # the payload does run code when unpickled without torch
+        pickle.loads(pickle.dumps(payload(tmp_path / 'PLAIN_PICKLE_RAN')))
+        assert (tmp_path / 'PLAIN_PICKLE_RAN').exists()
+    marker = tmp_path / 'CODE_RAN'
     with pytest.raises(pickle.UnpicklingError):
-        _roundtrip({'state_dict': {}, 'payload': payload})
-    assert not os.path.exists(marker)
+        _roundtrip({'state_dict': {}, 'payload': payload(marker)})
+    assert not marker.exists()
 
 
 def test_getattr_stand_in_only_gives_statistics_methods():

@@ -11,16 +11,17 @@ allow-list (measured on checkpoints written by ``tools/train.py``):
 
 * ``mmengine.logging.history_buffer.HistoryBuffer``;
 * numpy arrays and scalars: ``numpy.ndarray``, ``numpy.dtype`` and the classes of the plain
-  numeric/bool/str dtypes (``numpy.dtypes.Float64DType``, ...), ``numpy._core.multiarray._reconstruct``
-  and ``numpy._core.multiarray.scalar`` (also under their numpy 1.x name ``numpy.core...``);
-* ``builtins.getattr``, which pickle uses to refer to ``HistoryBuffer.min`` and its siblings. The real
-  ``getattr`` would let a file reach any attribute of any allow-listed object, so a restricted
+  numeric/bool/str dtypes (``numpy.dtypes.Float64DType``, ...),
+  ``numpy._core.multiarray._reconstruct`` and ``numpy._core.multiarray.scalar`` (also under their
+  numpy 1.x name ``numpy.core...``);
+* ``builtins.getattr``, which pickle uses to refer to ``HistoryBuffer.min`` and its siblings. The
+  real ``getattr`` would let a file reach any attribute of any allow-listed object, so a restricted
   stand-in is registered under that name: it only returns the statistics methods of
   ``HistoryBuffer`` and refuses everything else.
 
 Everything else (arbitrary callables, ``os.system`` through ``__reduce__``, ...) is still refused by
-torch. Importing :mod:`iresnet_mmdet` (which ``custom_imports`` in every config of this project does)
-registers the allow-list.
+torch. Importing :mod:`iresnet_mmdet` (which ``custom_imports`` in every config of this project
+does) registers the allow-list.
 """
 import numpy as np
 import torch

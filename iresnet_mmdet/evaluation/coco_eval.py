@@ -8,7 +8,7 @@ Two backends compute the same figures:
 * ``'pycocotools'``: the reference implementation (pure Python per-image matching).
 * ``'faster-coco-eval'``: a C++ reimplementation of ``evaluateImg``/``accumulate``. Its own
   ``summarize()`` takes the headline AP at the *last* ``maxDets`` entry, while pycocotools takes it
-  at ``maxDets=100``. Both are run here with ``maxDets=[1, 10, 100]`` and the twelve figures are
+  at ``maxDets=100``. This module runs both with ``maxDets=[1, 10, 100]`` and the twelve figures are
   read from the accumulated ``precision``/``recall`` arrays by one shared function
   (:func:`summarize_twelve`, a transcription of pycocotools' ``_summarizeDets``), so the backends
   cannot differ through their summaries.

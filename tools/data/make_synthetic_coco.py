@@ -1,7 +1,7 @@
 """Write a small, deterministic COCO-format detection dataset of drawn shapes.
 
-The dataset is the project's bundled default data: it needs no download, it is the same bytes for the
-same arguments on every machine, and a detector learns it in minutes on a CPU. Each image has a
+The dataset is the project's bundled default data: it needs no download, it is the same bytes for
+the same arguments on every machine, and a detector learns it in minutes on a CPU. Each image has a
 textured background (colour gradient, noise and thin clutter lines) and 1 to ``--max-objects``
 shapes of random colour. Shape sizes are drawn evenly from COCO's three area ranges (small < 32^2,
 medium < 96^2, large) so AP_s, AP_m and AP_l all mean something.
@@ -15,9 +15,9 @@ Layout written under ``--out``::
 
 Example::
 
-    python tools/data/make_synthetic_coco.py --out data/synthetic_coco
-    python tools/data/make_synthetic_coco.py --out /tmp/tiny --num-train 16 --num-val 8 \
-        --image-size 128
+    .venv/bin/python tools/data/make_synthetic_coco.py --out data/synthetic_coco
+    .venv/bin/python tools/data/make_synthetic_coco.py --out data/tiny_coco --num-train 16 \\
+        --num-val 8 --image-size 128
 """
 import argparse
 import json

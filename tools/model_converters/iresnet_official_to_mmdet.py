@@ -2,12 +2,13 @@
 
 Examples::
 
-    python tools/model_converters/iresnet_official_to_mmdet.py \\
+    .venv/bin/python tools/model_converters/iresnet_official_to_mmdet.py \\
         iresnet50.pth checkpoints/iresnet50.pth --arch iresnet50
     # infer the architecture from the keys and shapes, check only
-    python tools/model_converters/iresnet_official_to_mmdet.py iresnet50.pth --dry-run
+    .venv/bin/python tools/model_converters/iresnet_official_to_mmdet.py iresnet50.pth --dry-run
     # keep the ImageNet classifier (fc.*), e.g. to check top-1 with the ImageNet form
-    python tools/model_converters/iresnet_official_to_mmdet.py model_best.pth.tar r50.pth --keep-fc
+    .venv/bin/python tools/model_converters/iresnet_official_to_mmdet.py \\
+        model_best.pth.tar r50.pth --keep-fc
 
 The output is ``{'meta': {...}, 'state_dict': {...}}`` with the authors' key names (``conv1``,
 ``bn1``, ``layer1.0.conv1``, ...): point a backbone's
