@@ -3,6 +3,7 @@ import contextlib
 import copy
 import io
 import json
+import math
 
 import numpy as np
 import pytest
@@ -12,11 +13,12 @@ from iresnet_mmdet.evaluation.coco_eval import (FIGURE_NAMES, CocoFormatError, e
                                                 load_gt)
 from iresnet_mmdet.evaluation.synthetic import make_small_case
 
-pytest.importorskip('faster_coco_eval')
 
+def direct_pycocotools(tmp_path, gt, dets, cat_ids=None):
+    """pycocotools' own COCOeval on files, as its README does it: the reference stats.
 
-def direct_pycocotools(tmp_path, gt, dets):
-    """pycocotools' own COCOeval on files, as its README does it: the reference stats."""
+    ``cat_ids``: evaluate only these categories (``params.catIds``), e.g. one for per-class AP.
+    """
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
     gt_file, dt_file = tmp_path / 'gt.json', tmp_path / 'dt.json'
@@ -32,10 +34,27 @@ def direct_pycocotools(tmp_path, gt, dets):
                                    annotations=[])
             coco_dt.createIndex()
         coco_eval = COCOeval(coco_gt, coco_dt, 'bbox')
+        if cat_ids is not None:
+            coco_eval.params.catIds = list(cat_ids)
         coco_eval.evaluate()
         coco_eval.accumulate()
         coco_eval.summarize()
     return [float(v) for v in coco_eval.stats]
+
+
+def pycocotools_per_class(tmp_path, gt, dets):
+    """Category name -> pycocotools' twelve stats with ``params.catIds=[id]``; its -1 ("nothing
+    to measure") as NaN, the value our per-class figures use."""
+    return {cat['name']: [math.nan if v == -1 else v
+                          for v in direct_pycocotools(tmp_path, gt, dets, [cat['id']])]
+            for cat in gt['categories']}
+
+
+def same_figures(ours, expected):
+    """Exact equality of two lists of figures, NaN equal to NaN."""
+    def key(values):
+        return ['nan' if math.isnan(v) else v for v in values]
+    return key(ours) == key(expected)
 
 
 def large_objects_only_case():
@@ -145,20 +164,24 @@ def test_files_and_subsets(tmp_path):
     assert subset['pycocotools'] != from_files.figures
 
 
-def test_per_class_figures(tmp_path):
-    gt, dets = make_small_case(seed=9, num_categories=4, categories_without_detections=1)
-    results = {b: evaluate_bbox(gt, dets, backend=b, classwise=True)
-               for b in ('pycocotools', 'faster-coco-eval')}
-    per_class = results['pycocotools'].per_class
-    assert list(per_class) == [c['name'] for c in sorted(gt['categories'], key=lambda c: c['id'])]
-    assert json.dumps(per_class) == json.dumps(results['faster-coco-eval'].per_class)
-    # the category without detections has AP 0; evaluating it alone gives the same figures
-    first = sorted(gt['categories'], key=lambda c: c['id'])[0]
-    assert per_class[first['name']]['AP'] == 0.0
-    second = sorted(gt['categories'], key=lambda c: c['id'])[1]
-    alone = evaluate_bbox(gt, dets, cat_ids=[second['id']]).figures
-    assert alone['AP'] == per_class[second['name']]['AP']
-    assert alone['AR10'] == per_class[second['name']]['AR10']
+@pytest.mark.parametrize('backend', ['pycocotools', 'faster-coco-eval'])
+def test_per_class_figures_equal_pycocotools_for_each_category(backend, tmp_path):
+    cases = [make_small_case(seed=9, num_categories=4, categories_without_detections=1,
+                             crowd_fraction=0.2), large_objects_only_case()]
+    seen = []
+    for gt, dets in cases:
+        per_class = evaluate_bbox(gt, dets, backend=backend, classwise=True).per_class
+        assert list(per_class) == [
+            c['name'] for c in sorted(gt['categories'], key=lambda c: c['id'])]
+        expected = pycocotools_per_class(tmp_path, gt, dets)
+        for name, figures in per_class.items():
+            assert list(figures) == list(FIGURE_NAMES)
+            assert same_figures(list(figures.values()), expected[name]), name
+        seen += expected.values()
+    # the cases have what per-class figures must get right: a category without detections
+    # (AP 0), categories with different figures, and undefined area ranges (NaN)
+    assert [0.0] * 12 in seen and len({str(v) for v in seen}) == len(seen)
+    assert any(math.isnan(v) for v in sum(seen, []))
 
 
 def test_summary_lines_match_pycocotools_print(tmp_path):

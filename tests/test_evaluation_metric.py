@@ -1,18 +1,16 @@
 """CocoTableMetric inside MMDetection's evaluator: registered, exact figures, clear errors."""
 import json
+import math
 
-import numpy as np
 import pytest
 import torch
 
 import iresnet_mmdet  # noqa: F401  (registers CocoTableMetric)
-from iresnet_mmdet.evaluation.coco_eval import FIGURE_NAMES, CocoFormatError, evaluate_bbox
+from iresnet_mmdet.evaluation.coco_eval import FIGURE_NAMES, CocoFormatError
 from iresnet_mmdet.evaluation.synthetic import make_small_case
 from mmdet.registry import METRICS
 
-from test_evaluation import direct_pycocotools
-
-pytest.importorskip('faster_coco_eval')
+from test_evaluation import direct_pycocotools, pycocotools_per_class
 
 KEYS = [f'coco/bbox_{n}' for n in FIGURE_NAMES] + ['coco/bbox_mAP']
 
@@ -76,29 +74,25 @@ def test_metric_reports_pycocotools_figures(case, tmp_path, backend):
     assert saved['backend'] == backend and saved['num_images'] == len(gt['images'])
 
 
-def test_metric_classwise_and_inherited_coco_metric_keys(case):
+def test_metric_classwise_and_inherited_coco_metric_keys(case, tmp_path):
     gt, dets, ann = case
+    prefix = str(tmp_path / 'run')
     # the keys a config inherits from mmdet's CocoMetric evaluator must be accepted
     metric = METRICS.build(dict(type='CocoTableMetric', ann_file=ann, metric='bbox',
                                 format_only=False, backend_args=None, classwise=True,
-                                backend='faster-coco-eval'))
+                                backend='faster-coco-eval', outfile_prefix=prefix))
     results = _run(metric, gt, dets, batch=30)
     per_class = [k for k in results if k.startswith('coco/bbox_AP_')]
     assert len(per_class) == len(gt['categories'])
-    reference = evaluate_bbox(gt, [dict(d) for d in _float32(dets)], classwise=True)
+    # pycocotools with params.catIds=[id], on the detections the metric wrote
+    written = json.loads(open(prefix + '.bbox.json').read())
+    expected = pycocotools_per_class(tmp_path, gt, written)
     for cat in gt['categories']:
-        assert results[f"coco/bbox_AP_{cat['name']}"] == reference.per_class[cat['name']]['AP']
-
-
-def _float32(dets):
-    """Detections after the float32 xyxy round trip of the metric (what it evaluates)."""
-    out = []
-    for d in dets:
-        x1, y1, x2, y2 = np.array([d['bbox'][0], d['bbox'][1], d['bbox'][0] + d['bbox'][2],
-                                   d['bbox'][1] + d['bbox'][3]], dtype=np.float32).tolist()
-        out.append(dict(d, bbox=[x1, y1, x2 - x1, y2 - y1],
-                        score=float(np.float32(d['score']))))
-    return out
+        assert results[f"coco/bbox_AP_{cat['name']}"] == expected[cat['name']][0]
+    saved = json.loads(open(prefix + '.metrics.json').read())
+    for name, figures in saved['per_class'].items():
+        assert [None if math.isnan(v) else v for v in figures.values()] == [
+            None if math.isnan(v) else v for v in expected[name]], name
 
 
 def test_metric_without_ann_file_converts_ground_truth():
