@@ -2,7 +2,8 @@
 
 Examples::
 
-    python tools/train.py configs/demo/ssd300_iresnet18-cut_synthetic.py
+    python tools/train.py configs/demo/ssd300_iresnet18_synthetic.py
+    python tools/train.py CONFIG --compile                                   # torch.compile
     python tools/train.py CONFIG --work-dir work_dirs/run1 --resume          # latest checkpoint
     python tools/train.py CONFIG --resume work_dirs/run1/epoch_3.pth
     bash tools/dist_train.sh CONFIG 2                                         # 2 processes/GPUs
@@ -13,6 +14,10 @@ Differences to mmdet's script, all for the stack this project pins (torch 2.13, 
   ``device_ids`` (``iresnet_mmdet.engine.dist``); with CUDA it is mmengine's NCCL path unchanged.
 * Checkpoints load with ``torch.load(weights_only=True)``: the few classes mmengine stores are
   allow-listed (``iresnet_mmdet.engine.checkpoint``), nothing else is.
+* ``--compile`` (or ``compile = True`` in the config) compiles the backbone, neck and head
+  forward with ``torch.compile`` (``iresnet_mmdet.engine.compile.CompileHook``), not the whole
+  train step as mmengine would (that crashes in dynamo on the optimizer). Checkpoints keep their
+  ordinary keys; without a working C++ compiler the run says so once and stays eager.
 * Bad input ends with one ``error:`` line and exit status 2 (``IRESNET_MMDET_DEBUG=1`` for the
   traceback); the checkpoint given to ``--resume`` must fit the model.
 """
@@ -36,6 +41,8 @@ def parse_args(argv=None):
     parser.add_argument('--work-dir', help='the dir to save logs and models')
     parser.add_argument('--amp', action='store_true', default=False,
                         help='enable automatic-mixed-precision training (CUDA only)')
+    parser.add_argument('--compile', action='store_true',
+                        help='torch.compile the backbone, neck and head forward (CompileHook)')
     parser.add_argument('--auto-scale-lr', action='store_true',
                         help='scale the lr linearly to the real total batch size '
                         '(auto_scale_lr.base_batch_size of the config)')
@@ -60,6 +67,7 @@ def parse_args(argv=None):
 def apply_args(cfg, args):
     """Apply the command line to the config, as mmdet's tools/train.py does."""
     import torch
+    from iresnet_mmdet.engine.compile import add_compile_hook
     cfg.launcher = args.launcher
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
@@ -79,6 +87,7 @@ def apply_args(cfg, args):
             raise cli.ToolError('--auto-scale-lr needs auto_scale_lr = dict(base_batch_size=N) in '
                                 'the config')
         cfg.auto_scale_lr.enable = True
+    add_compile_hook(cfg, args.compile)
     if args.resume == 'auto':
         cfg.resume = True
         cfg.load_from = None
