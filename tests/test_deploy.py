@@ -247,6 +247,29 @@ def test_onnx_infer_score_threshold(demo_onnx, synthetic_data, tmp_path):
     assert len(higher) == sum(d['score'] > median for d in default)
 
 
+def test_non_square_image_mapped_back_as_mmdet_does(demo_onnx, demo_checkpoint, synthetic_data,
+                                                   tmp_path):
+    import cv2
+    from mmengine.config import Config
+    from mmengine.dataset import Compose, pseudo_collate
+    from iresnet_mmdet.deploy.runtime import OnnxDetector, read_image
+    from iresnet_mmdet.deploy.verify import match_detections
+    image = cv2.imread(str(synthetic_data / 'val' / '000001.jpg'))
+    path = str(tmp_path / 'wide.png')
+    cv2.imwrite(path, cv2.resize(image[40:280], (400, 240)))  # 400 x 240, not the 300 x 300 input
+    pipeline = [step for step in Config.fromfile(DEMO_CONFIG).test_pipeline
+                if step['type'] != 'LoadAnnotations']
+    data = Compose(pipeline)(dict(img_path=path, img_id=0))
+    with torch.no_grad():
+        pred = demo_checkpoint[1].test_step(pseudo_collate([data]))[0].pred_instances
+    expected = dict(boxes=pred.bboxes.numpy(), scores=pred.scores.numpy(),
+                    labels=pred.labels.numpy())
+    actual = OnnxDetector(str(demo_onnx[0])).detect(read_image(path))
+    assert actual['boxes'][:, 2].max() > 300  # in the image's own pixels
+    stats = match_detections(expected, actual, 0.05, 200)
+    assert stats['compared'] > 50 and stats['unmatched'] == 0, stats
+
+
 RETINANET_CONFIG = """
 _base_ = 'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py'
 custom_imports = dict(imports=['iresnet_mmdet'], allow_failed_imports=False)

@@ -16,6 +16,7 @@ import contextlib
 import io
 import os.path as osp
 import tempfile
+import time
 
 import numpy as np
 import torch
@@ -122,16 +123,24 @@ class Verifier:
     def check_detections(self, images):
         """Detection matching (:func:`match_detections`) summed over the images."""
         total = dict(compared=0, unmatched=0, box_err=0.0, score_err=0.0)
+        onnx_times, torch_times = [], []
         for image in images:
+            start = time.perf_counter()
             boxes, scores, labels, count = self.onnx.run(image[None])
+            onnx_times.append(time.perf_counter() - start)
             n = int(count[0])
             actual = dict(boxes=boxes[0, :n], scores=scores[0, :n], labels=labels[0, :n])
-            stats = match_detections(torch_detections(self.model, image), actual,
-                                     self.onnx.meta['score_thr'], self.max_per_img)
+            start = time.perf_counter()
+            expected = torch_detections(self.model, image)
+            torch_times.append(time.perf_counter() - start)
+            stats = match_detections(expected, actual, self.onnx.meta['score_thr'],
+                                     self.max_per_img)
             for key in ('compared', 'unmatched'):
                 total[key] += stats[key]
             for key in ('box_err', 'score_err'):
                 total[key] = max(total[key], stats[key])
+        # median seconds per image, batch 1, from network input to detections
+        total.update(onnx_s=float(np.median(onnx_times)), torch_s=float(np.median(torch_times)))
         return total
 
     @torch.no_grad()
@@ -265,6 +274,10 @@ def format_report(report):
                      f"{report['compared']} matched, max box error {report['box_err']:.2e} px "
                      f"(limit {BOX_ATOL:g}), max score error {report['score_err']:.2e} "
                      f'(limit {SCORE_ATOL:g})')
+    if 'onnx_s' in report:
+        lines.append(f"  speed (batch 1, median of {report['images']}): PyTorch "
+                     f"{1000 * report['torch_s']:.1f} ms/image, onnxruntime "
+                     f"{1000 * report['onnx_s']:.1f} ms/image")
     if report.get('ap_torch') is not None:
         lines.append(f"  bbox AP: PyTorch {report['ap_torch']:.4f}, onnxruntime "
                      f"{report['ap_onnx']:.4f} (limit {AP_ATOL:g} apart)")
