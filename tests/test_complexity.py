@@ -7,28 +7,34 @@ import torch
 import torch.nn as nn
 
 import iresnet_mmdet  # noqa: F401
+import mmdet
+from iresnet_mmdet import paper
 from iresnet_mmdet.analysis import complexity_rows, count_ops, markdown_table, model_complexity
+from iresnet_mmdet.analysis.complexity import detector_table
 from mmdet.registry import MODELS
 
 CONFIGS = Path(__file__).resolve().parents[1] / 'configs' / 'ssd300'
+MMDET_CONFIGS = Path(mmdet.__file__).parent / '.mim' / 'configs'
 
-# The paper's SSD300 table (COCO, 300x300): params (M), GFLOPs.
-PAPER_SSD300 = {
-    'ssd300_r50_8xb32-65e_coco.py': (22.89, 20.92),
-    'ssd300_iresnet50_8xb32-65e_coco.py': (22.89, 20.99),
-    'ssd300_iresgroupfix50_8xb32-65e_coco.py': (21.13, 18.61),
-    'ssd300_iresgroup50_8xb32-65e_coco.py': (22.66, 21.62),
-    'ssd300_r101_8xb32-65e_coco.py': (41.89, 48.45),
-    'ssd300_iresnet101_8xb32-65e_coco.py': (41.89, 48.49),
-    'ssd300_iresgroupfix101_8xb32-65e_coco.py': (41.55, 48.25),
-    'ssd300_iresgroup101_8xb32-65e_coco.py': (45.58, 54.87),
+# The config of each row of the paper's SSD300 table.
+SSD300_CONFIGS = {
+    'ResNet-50': 'ssd300_r50_8xb32-65e_coco.py',
+    'iResNet-50': 'ssd300_iresnet50_8xb32-65e_coco.py',
+    'iResGroupFix-50': 'ssd300_iresgroupfix50_8xb32-65e_coco.py',
+    'iResGroup-50': 'ssd300_iresgroup50_8xb32-65e_coco.py',
+    'ResNet-101': 'ssd300_r101_8xb32-65e_coco.py',
+    'iResNet-101': 'ssd300_iresnet101_8xb32-65e_coco.py',
+    'iResGroupFix-101': 'ssd300_iresgroupfix101_8xb32-65e_coco.py',
+    'iResGroup-101': 'ssd300_iresgroup101_8xb32-65e_coco.py',
 }
-# The paper's ImageNet GFLOPs at 224x224 (and params (M) where the notes confirm them).
-PAPER_IMAGENET = {
-    'resnet50': (25.56, 4.14), 'iresnet50': (25.56, 4.18), 'resgroupfix50': (23.37, 4.30),
-    'resgroup50': (24.89, 5.43), 'iresgroupfix50': (23.37, 4.47), 'iresgroup50': (24.89, 5.60),
-    'iresnet302': (96.59, 22.67), 'iresnet404': (124.5, 30.15),
-}
+# Every ImageNet network of the paper that the project builds (ResNeXt is mmdet's, not ours).
+IMAGENET = {name: (arch, ref) for name, ref in paper.imagenet_complexity().items()
+            if not name.startswith('ResNeXt')
+            for arch in [name.lower().replace('-', '')]}
+# The paper prints the ResNet baseline's GFLOPs for the pre-activation and ResStage networks
+# from 101 layers on; both are cheaper by one BN/ReLU per stage (a few tens of MFLOPs).
+BASELINE_GFLOPS_PRINTED = {f'{family}-{depth}' for family in ('PreActResNet', 'ResStage')
+                           for depth in (101, 152, 200)}
 
 
 @functools.lru_cache(maxsize=None)
@@ -37,19 +43,34 @@ def row(target, size):
 
 
 def check_row(r, params_m, gflops):
-    assert round(r['params'] / 1e6, 2 if params_m < 100 else 1) == params_m
-    assert round(r['paper_flops'] / 1e9, 2) == gflops
+    assert paper.matches(r['params'] / 1e6, params_m)
+    assert paper.matches(r['paper_flops'] / 1e9, gflops)
     assert r['unused_params'] == 0 and r['uncounted'] == []
 
 
-@pytest.mark.parametrize('config', sorted(PAPER_SSD300))
-def test_ssd300_table_paper_convention(config):
-    check_row(row(str(CONFIGS / config), 300), *PAPER_SSD300[config])
+def test_ssd300_configs_cover_the_paper_table():
+    assert list(SSD300_CONFIGS) == list(paper.SSD300_COCO)
 
 
-@pytest.mark.parametrize('arch', sorted(PAPER_IMAGENET))
-def test_imagenet_table_paper_convention(arch):
-    check_row(row(arch, 224), *PAPER_IMAGENET[arch])
+@pytest.mark.parametrize('name', sorted(SSD300_CONFIGS))
+def test_ssd300_table_paper_convention(name):
+    published = paper.SSD300_COCO[name]
+    check_row(row(str(CONFIGS / SSD300_CONFIGS[name]), 300), published.params, published.gflops)
+
+
+@pytest.mark.parametrize('name', sorted(set(IMAGENET) - BASELINE_GFLOPS_PRINTED))
+def test_imagenet_table_paper_convention(name):
+    arch, (params_m, gflops) = IMAGENET[name]
+    check_row(row(arch, 224), params_m, gflops)
+
+
+@pytest.mark.parametrize('name', sorted(BASELINE_GFLOPS_PRINTED))
+def test_imagenet_rows_printed_with_the_baseline_gflops(name):
+    arch, (params_m, gflops) = IMAGENET[name]
+    baseline = paper.IMAGENET_DEPTH['ResNet-' + name.split('-')[1]].gflops
+    r = row(arch, 224)
+    assert paper.matches(r['params'] / 1e6, params_m) and gflops == baseline
+    assert 0 < baseline - r['paper_flops'] / 1e9 <= 0.03
 
 
 class ImageNetForm(nn.Module):
@@ -162,12 +183,18 @@ def test_bad_input_is_explained():
 
 def test_table_and_cli(capsys):
     from importlib import util
-    rows = [row(str(CONFIGS / 'ssd300_r50_8xb32-65e_coco.py'), 300), row('iresnet50', 224)]
+    rows = [row(str(CONFIGS / 'ssd300_r50_8xb32-65e_coco.py'), 300), row('iresnet50', 224),
+            row('iresnet404', 224)]
     table = markdown_table(rows)
     assert 'GFLOPs (paper counter)' in table and 'GMACs (conv+linear)' in table
-    assert '| SSD300 ResNet-50 | 300x300 | 22.89 | 20.92 | 20.15 | 22.89 | 20.92 |' in table
-    assert '`ssd300_r50_8xb32-65e_coco.py` |' in table
-    assert '| ImageNet iResNet-50 | 224x224 | 25.56 | 4.18 | 4.13 | 25.56 | 4.18 |' in table
+    r50, i50 = paper.SSD300_COCO['ResNet-50'], paper.IMAGENET_DEPTH['iResNet-50']
+    assert (f'| SSD300 ResNet-50 | 300x300 | 22.89 | 20.92 | 20.15 | {r50.params} | {r50.gflops} '
+            '| `ssd300_r50_8xb32-65e_coco.py` |') in table
+    assert (f'| ImageNet iResNet-50 | 224x224 | 25.56 | 4.18 | 4.13 | {i50.params} | {i50.gflops} '
+            '| `iresnet50` |') in table
+    i404 = paper.IMAGENET_EXTREME_DEPTH['iResNet-404']
+    # the paper's cells as printed (124.5), ours at two decimals
+    assert f'| ImageNet iResNet-404 | 224x224 | 124.52 | 30.15 | 29.89 | {i404.params} |' in table
     tool = Path(__file__).resolve().parents[1] / 'tools' / 'analysis' / 'complexity.py'
     spec = util.spec_from_file_location('complexity_cli', tool)
     cli = util.module_from_spec(spec)
@@ -177,3 +204,163 @@ def test_table_and_cli(capsys):
     assert 'ResNet-50' in out and '[paper] GFLOPs (paper counter)' in out and '[macs] GMACs' in out
     assert cli.main(['no_such_config.py']) == 2
     assert 'error: Config file' in capsys.readouterr().err
+
+
+def load_cli():
+    from importlib import util
+    tool = Path(__file__).resolve().parents[1] / 'tools' / 'analysis' / 'complexity.py'
+    spec = util.spec_from_file_location('complexity_cli', tool)
+    cli = util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    return cli
+
+
+def test_cli_fpn_tables_and_detector_options(monkeypatch, capsys):
+    cli = load_cli()
+    retinanet = 'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py'
+    monkeypatch.setattr(cli, 'fpn_configs', lambda: [retinanet])
+    assert cli.main(['--tables', 'fpn']) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2] == ('| RetinaNet | ResNet-50 | 1280x800 | 37.97 | 238.54 | '
+                        '`mmdet::retinanet/retinanet_r50_fpn_1x_coco.py` |')
+    assert lines[3] == '' and lines[4] == cli.LEGEND['fpn'] and len(lines) == 5
+    assert cli.main(['mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py', '--shape', '320', '480',
+                     '--num-proposals', '10', '--convention', 'macs']) == 0
+    out = capsys.readouterr().out
+    assert 'ResNet-50, input (3, 320, 480)' in out and '[macs] GMACs' in out
+    for bad in (['--tables', 'fpn', 'resnet50'], ['--tables', 'nope'],
+                ['resnet50', '--num-proposals', '0']):
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(bad)
+        assert exit_info.value.code == 2
+    assert 'error:' in capsys.readouterr().err
+
+
+def test_cli_fpn_rows_order():
+    cli = load_cli()
+    configs = ['configs/mask_rcnn/mask-rcnn_iresnet50_fpn_1x_coco.py',
+               'configs/faster_rcnn/faster-rcnn_iresnet50-dconv-c3-c5_fpn_1x_coco.py',
+               'configs/faster_rcnn/faster-rcnn_iresgroup101_fpn_1x_coco.py',
+               'configs/faster_rcnn/faster-rcnn_iresnet50_fpn_1x_coco.py',
+               'configs/retinanet/retinanet_iresnet50_fpn_1x_coco.py']
+    assert sorted(configs + [c for kind in cli.FPN_DETECTORS for c in cli.MMDET_BASELINES[kind]],
+                  key=cli.fpn_rank) == [
+        'mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py',
+        'configs/faster_rcnn/faster-rcnn_iresnet50_fpn_1x_coco.py',
+        'mmdet::faster_rcnn/faster-rcnn_r101_fpn_1x_coco.py',
+        'configs/faster_rcnn/faster-rcnn_iresgroup101_fpn_1x_coco.py',
+        'mmdet::dcn/faster-rcnn_r50-dconv-c3-c5_fpn_1x_coco.py',
+        'configs/faster_rcnn/faster-rcnn_iresnet50-dconv-c3-c5_fpn_1x_coco.py',
+        'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py',
+        'configs/retinanet/retinanet_iresnet50_fpn_1x_coco.py',
+        'mmdet::retinanet/retinanet_r101_fpn_1x_coco.py',
+        'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py',
+        'configs/mask_rcnn/mask-rcnn_iresnet50_fpn_1x_coco.py',
+        'mmdet::mask_rcnn/mask-rcnn_r101_fpn_1x_coco.py']
+
+
+def small_two_stage(name, max_per_img):
+    """An mmdet two-stage config on a ResNet-18 (cheap), with a given proposal budget."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(str(MMDET_CONFIGS / name))
+    cfg.model.backbone.update(depth=18, init_cfg=None)
+    cfg.model.neck.in_channels = [64, 128, 256, 512]
+    cfg.model.test_cfg.rpn.update(nms_pre=100, max_per_img=max_per_img)
+    return cfg
+
+
+def test_two_stage_macs_equal_flop_analyzer_in_tensor_mode():
+    """Mask R-CNN in mmdet's mode='tensor' (RPN proposals from the image, RoIAlign, bbox and mask
+    heads) under mmengine's FlopAnalyzer, as mmdet's get_flops.py runs it: our count with the same
+    number of proposals gives the same conv + linear MACs."""
+    from mmengine.analysis import FlopAnalyzer
+    from iresnet_mmdet.analysis.complexity import _fake_sample, build_from_config
+    torch.manual_seed(0)
+    model = build_from_config(small_two_stage('mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py', 12)).eval()
+    x = torch.rand(1, 3, 160, 224)
+    proposals = []
+    roi_forward = model.roi_head.forward
+    model.roi_head.forward = lambda feats, props, samples: (
+        proposals.append(len(props[0])) or roi_forward(feats, props, samples))
+
+    class TensorMode(nn.Module):
+
+        def __init__(self):
+            super().__init__()
+            self.detector = model
+
+        def forward(self, x):
+            return self.detector(x, [_fake_sample(x)], mode='tensor')
+
+    analyzer = FlopAnalyzer(TensorMode(), (x, ))
+    analyzer.unsupported_ops_warnings(False)
+    analyzer.uncalled_modules_warnings(False)
+    by_op = analyzer.by_operator()
+    del model.roi_head.forward
+    assert 0 < proposals[0] <= 12
+    ours = model_complexity(model, (3, 160, 224), 'macs', num_proposals=proposals[0])
+    assert ours['flops'] == by_op['conv'] + by_op['linear']  # conv includes the mask deconv
+    assert ours['unused_params'] == 0 and ours['uncounted'] == []
+
+
+def test_two_stage_meta_count_equals_cpu_count():
+    """On the meta device RoI extractors only give their output shape: the same totals."""
+    from iresnet_mmdet.analysis.complexity import build_from_config
+    cfg = small_two_stage('mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py', 7)
+    cpu = build_from_config(cfg)
+    with torch.device('meta'):
+        meta = build_from_config(cfg)
+    for convention in ('macs', 'paper'):
+        assert (model_complexity(meta, (3, 128, 160), convention)['flops'] ==
+                model_complexity(cpu, (3, 128, 160), convention)['flops'])
+    # the RPN's max_per_img is the default number of proposals; mask head on at most 100 RoIs
+    one = model_complexity(meta, (3, 128, 160), 'macs', num_proposals=1)['flops']
+    two = model_complexity(meta, (3, 128, 160), 'macs', num_proposals=2)['flops']
+    seven = model_complexity(meta, (3, 128, 160), 'macs')['flops']
+    assert seven - one == 6 * (two - one)
+
+
+class DeformStage(nn.Module):
+
+    def __init__(self, modulated):
+        super().__init__()
+        from mmcv.ops import DeformConv2dPack, ModulatedDeformConv2dPack
+        pack = ModulatedDeformConv2dPack if modulated else DeformConv2dPack
+        self.dcn = pack(8, 16, 3, stride=2, padding=1, groups=2, bias=False)
+
+    def forward(self, x):
+        return self.dcn(x)
+
+
+@pytest.mark.parametrize('modulated', [False, True])
+def test_deformable_conv_counts_as_its_conv_plus_offsets(modulated):
+    model = DeformStage(modulated)
+    out = 16 * 8 * 8  # 16x16 input, stride 2
+    offsets = (27 if modulated else 18) * 8 * 8  # (x, y[, mask]) per kernel position
+    expected = out * 4 * 9 + offsets * 8 * 9  # groups=2: 4 input channels per output
+    cpu = model_complexity(model, (8, 16, 16), 'macs')
+    assert cpu['flops'] == expected and cpu['unused_params'] == 0
+    with torch.device('meta'):
+        meta = DeformStage(modulated)
+    with _shape_only(meta):
+        assert model_complexity(meta, (8, 16, 16), 'macs')['flops'] == expected
+
+
+def _shape_only(model):
+    from iresnet_mmdet.analysis.complexity import _shape_only_compiled_ops
+    return _shape_only_compiled_ops(model)
+
+
+def test_fpn_detectors_default_to_mmdet_get_flops_input():
+    configs = [MMDET_CONFIGS / 'retinanet' / 'retinanet_r50_fpn_1x_coco.py',
+               MMDET_CONFIGS / 'faster_rcnn' / 'faster-rcnn_r50_fpn_1x_coco.py']
+    rows = complexity_rows([str(c) for c in configs])
+    assert [(r['detector'], r['name'], r['task'], r['input_shape'], r['ref_gflops'])
+            for r in rows] == [('RetinaNet', 'ResNet-50', 'detector', (3, 1280, 800), None),
+                               ('Faster R-CNN', 'ResNet-50', 'detector', (3, 1280, 800), None)]
+    table = detector_table(rows)
+    assert table.splitlines()[0] == ('| Detector | Backbone | Input | Params (M) | '
+                                     'GMACs (conv+linear) | Config |')
+    # mmdet 2.x's model zoo (get_flops, 1280x800): RetinaNet 37.74 M; 80-class head here
+    assert table.splitlines()[2].startswith('| RetinaNet | ResNet-50 | 1280x800 | 37.97 | 238.')
+    assert '| Faster R-CNN | ResNet-50 | 1280x800 | 41.75 |' in table

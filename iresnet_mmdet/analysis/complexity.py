@@ -48,9 +48,17 @@ in different tools (mmdet's ``get_flops.py`` and mmengine print multiply-accumul
     ``paper`` in these networks (no other module is called twice). Reported as "GFLOPs (paper
     CIFAR counter)".
 
-For a detector the counted network is ``extract_feat`` + the head's ``forward`` (mmdet's
-``mode='tensor'``): no data preprocessing, anchors, decoding or NMS. Parameters are all parameters
-of the built model; ``unused_params`` reports those of modules that the forward never called.
+For a detector the counted network is mmdet's ``mode='tensor'``: ``extract_feat`` + the head's
+``forward``, no data preprocessing, anchors, decoding or NMS. A two-stage detector (Faster R-CNN,
+Mask R-CNN) adds its RPN head and its RoI head on a fixed number of proposals, by default the
+RPN's maximum (``test_cfg.rpn.max_per_img``, 1000 in mmdet's configs; the mask head on the first
+100, as mmdet's ``StandardRoIHead.forward``), so no image is needed. mmdet's ``get_flops.py``
+counts the same forward on data-loader images, whose RPN may keep fewer proposals. FPN detectors
+default to its input convention, (3, 1280, 800). Deformable convs (mmcv's ``DCN``/``DCNv2``)
+count as the conv they compute, plus their offset conv; transposed convs (the mask head's
+upsampling) count ``in_elements * Cout/groups * k`` MACs, as mmengine does, and have no rule in
+the paper conventions. Parameters are all parameters of the built model; ``unused_params`` reports
+those of modules that the forward never called.
 Models built from a config or a name are built on PyTorch's ``meta`` device (shapes only: no memory,
 no arithmetic, no checkpoint or dataset needed), so even iResNet-404 counts in about a second.
 
@@ -62,7 +70,9 @@ Typical use::
     #     'unit': 'FLOPs (paper counter)', ...}
 """
 import contextlib
+import functools
 import math
+import types
 import os.path as osp
 from collections import defaultdict
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
@@ -73,6 +83,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.conv import _ConvNd, _ConvTransposeNd
 from torch.nn.modules.pooling import (_AdaptiveAvgPoolNd, _AdaptiveMaxPoolNd, _AvgPoolNd,
                                       _MaxPoolNd)
+
+from iresnet_mmdet import paper
 
 CONVENTIONS = {
     'paper': ('FLOPs (paper counter)',
@@ -87,38 +99,30 @@ CONVENTIONS = {
              '(mmengine/fvcore "flops"; 1 MAC ~ 2 FLOPs)'),
 }
 
-# (params in M, GFLOPs in the paper convention) as printed in the paper; None where it has none.
-PAPER_REFERENCE = {
-    'imagenet': {
-        'ResNet-50': (25.56, 4.14), 'iResNet-50': (25.56, 4.18), 'ResGroup-50': (24.89, 5.43),
-        'ResGroupFix-50': (23.37, 4.30), 'iResGroup-50': (24.89, 5.60),
-        'iResGroupFix-50': (23.37, 4.47), 'ResNet-101': (44.55, None),
-        'ResGroup-101': (47.81, None), 'ResGroupFix-101': (43.79, None),
-        'ResNet-152': (60.19, None), 'ResGroup-152': (66.99, None),
-        'ResGroupFix-152': (60.61, None), 'iResNet-302': (96.59, 22.67),
-        'iResNet-404': (124.5, 30.15),
-    },
-    'ssd300': {
-        'ResNet-50': (22.89, 20.92), 'iResNet-50': (22.89, 20.99),
-        'iResGroupFix-50': (21.13, 18.61), 'iResGroup-50': (22.66, 21.62),
-        'ResNet-101': (41.89, 48.45), 'iResNet-101': (41.89, 48.49),
-        'iResGroupFix-101': (41.55, 48.25), 'iResGroup-101': (45.58, 54.87),
-    },
-    # CIFAR (32x32): GFLOPs in the 'paper-cifar' convention (TABLE_CONVENTION).
-    'cifar10': {
-        f'{name}-{depth}': ref for depth, ref in {
-            164: (1.70, 0.26), 1001: (10.33, 1.59), 2000: (20.62, 3.17), 3002: (30.93, 4.75)
-        }.items() for name in ('ResNet', 'iResNet')
-    },
-    'cifar100': {
-        f'{name}-{depth}': ref for depth, ref in {
-            164: (1.73, 0.26), 1001: (10.35, 1.59), 2000: (20.65, 3.17), 3002: (30.96, 4.75)
-        }.items() for name in ('ResNet', 'iResNet')
-    },
-    # Video clips of 16x224x224 (the paper's "baseline3D-50" is ResNet3D-50).
-    'kinetics400': {'ResNet3D-50': (47.00, 93.26), 'iResNet3D-50': (47.00, 93.93)},
-    'ssv2': {'ResNet3D-50': (46.54, None), 'iResNet3D-50': (46.54, None)},
-}
+def _paper_reference() -> Dict[str, Dict[str, tuple]]:
+    """(params in M, GFLOPs) of every network in the paper's tables (:mod:`iresnet_mmdet.paper`),
+    per table (the model's dataset); the values are :class:`~iresnet_mmdet.paper.Figure`."""
+    reference = {
+        'imagenet': paper.imagenet_complexity(),
+        'ssd300': {name: (row.params, row.gflops) for name, row in paper.SSD300_COCO.items()},
+    }
+    for dataset, table in {**paper.CIFAR, **paper.VIDEO}.items():
+        reference[dataset] = {name: (row.params, row.gflops) for name, row in table.items()}
+    return reference
+
+
+#: (params in M, GFLOPs as printed) of the paper's networks, per table: ``'imagenet'``,
+#: ``'ssd300'``, ``'cifar10'``, ``'cifar100'``, ``'kinetics400'``, ``'ssv2'``.
+PAPER_REFERENCE = _paper_reference()
+#: mmdet's input for the complexity of FPN detectors, (C, H, W): ``get_flops.py --shape 1280 800``.
+DETECTOR_INPUT = (3, 1280, 800)
+# Inputs of at most this many pixels (H * W) are counted on the CPU (see _count_target).
+_TINY_INPUT = 64 * 64
+#: Proposals of a two-stage detector whose config has no ``test_cfg.rpn.max_per_img``.
+DEFAULT_PROPOSALS = 1000
+_DETECTOR_LABELS = {'FasterRCNN': 'Faster R-CNN', 'MaskRCNN': 'Mask R-CNN', 'CascadeRCNN':
+                    'Cascade R-CNN', 'RetinaNet': 'RetinaNet', 'FCOS': 'FCOS',
+                    'SingleStageDetector': 'SSD'}
 #: The convention of each table's printed GFLOPs (``'paper'`` where not listed).
 TABLE_CONVENTION = {'cifar10': 'paper-cifar', 'cifar100': 'paper-cifar'}
 _TASK_LABELS = dict(ssd300='SSD300', imagenet='ImageNet', cifar10='CIFAR-10', cifar100='CIFAR-100',
@@ -148,10 +152,30 @@ def _adaptive_kernel(x: torch.Tensor, y: torch.Tensor) -> int:
     return math.prod(i // o for i, o in zip(x.shape[2:], y.shape[2:]))
 
 
+@functools.lru_cache(maxsize=None)
+def _deform_convs() -> tuple:
+    """mmcv's deformable convolutions (``DCN``, ``DCNv2``): counted as the conv they compute."""
+    from mmcv.ops import DeformConv2d, ModulatedDeformConv2d
+    return (DeformConv2d, ModulatedDeformConv2d)
+
+
+@functools.lru_cache(maxsize=None)
+def _macs_free_mmcv() -> tuple:
+    """mmcv leaves without multiply-accumulates: learnable scales, RoI pooling."""
+    from mmcv.cnn import Scale
+    from mmcv.ops import RoIAlign, RoIPool
+    return (Scale, RoIAlign, RoIPool)
+
+
+def _is_conv(m: nn.Module) -> bool:
+    return (isinstance(m, _ConvNd) and not isinstance(m, _ConvTransposeNd)
+            or isinstance(m, _deform_convs()))
+
+
 def _paper_ops(m: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Optional[int]:
     """Ops of one call of leaf module ``m`` under the paper's (thop 2019) rules, None if unknown."""
-    if isinstance(m, _ConvNd) and not isinstance(m, _ConvTransposeNd):
-        per_elem = math.prod(m.kernel_size) + (1 if m.bias is not None else 0)
+    if _is_conv(m):
+        per_elem = math.prod(m.kernel_size) + (1 if getattr(m, 'bias', None) is not None else 0)
         return y.numel() * per_elem * m.in_channels // m.groups
     if isinstance(m, _BatchNorm):
         return 4 * x.numel()
@@ -174,11 +198,13 @@ def _paper_ops(m: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Optional[int]:
 
 def _macs(m: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Optional[int]:
     """Multiply-accumulates of one call of leaf module ``m`` (conv and linear only)."""
-    if isinstance(m, _ConvNd) and not isinstance(m, _ConvTransposeNd):
+    if _is_conv(m):
         return y.numel() * m.in_channels // m.groups * math.prod(m.kernel_size)
+    if isinstance(m, _ConvTransposeNd):  # every input element meets Cout/g * k weights
+        return x.numel() * m.out_channels // m.groups * math.prod(m.kernel_size)
     if isinstance(m, nn.Linear):
         return y.numel() * m.in_features
-    if isinstance(m, _MACS_FREE):
+    if isinstance(m, _MACS_FREE + _macs_free_mmcv()):
         return 0
     return None
 
@@ -235,7 +261,9 @@ def count_ops(model: nn.Module,
             prev = per_module[conv].get(module, 0) if accumulate else 0
             per_module[conv][module] = prev + ops
 
-    leaves = [m for m in model.modules() if next(m.children(), None) is None]
+    # Leaves, and deformable convs (a parent of their offset conv) that compute a conv themselves.
+    leaves = [m for m in model.modules()
+              if next(m.children(), None) is None or isinstance(m, _deform_convs())]
     handles = [m.register_forward_hook(hook) for m in leaves]
     was_training = model.training
     try:
@@ -281,12 +309,32 @@ def _import_plugins(cfg) -> None:
         import_modules_from_strings(**custom)
 
 
+def config_path(path: str) -> str:
+    """The file of a config path; ``mmdet::<dir>/<file>.py`` names a config of installed mmdet."""
+    if path.startswith('mmdet::'):
+        import mmdet
+        return osp.join(osp.dirname(mmdet.__file__), '.mim', 'configs', path[len('mmdet::'):])
+    return path
+
+
+def read_config(path: str):
+    """``Config.fromfile`` of :func:`config_path`, with a clear error for a missing file."""
+    from mmengine.config import Config
+    file = config_path(path)
+    if not osp.isfile(file):
+        raise FileNotFoundError(f'Config file {path!r} not found; pass an existing .py config '
+                                '(or mmdet::<dir>/<name>.py) or an architecture name such as '
+                                '"iresnet50".')
+    return Config.fromfile(file)
+
+
 def build_from_config(cfg) -> nn.Module:
     """Build the ``model`` of an mmdet config (path, Config or dict) without data or weights.
 
     Args:
-        cfg (str | Config | dict): A config file path, a full config (with ``model``), or a model
-            config dict (with ``type``; any type registered in ``mmdet.registry.MODELS``).
+        cfg (str | Config | dict): A config file path (``mmdet::`` names mmdet's configs), a
+            full config (with ``model``), or a model config dict (with ``type``; any type
+            registered in ``mmdet.registry.MODELS``).
 
     Returns:
         nn.Module: The built model; pretrained weights are not loaded (``init_weights`` is not
@@ -296,10 +344,7 @@ def build_from_config(cfg) -> nn.Module:
     from mmengine.registry import init_default_scope
     from mmdet.registry import MODELS
     if isinstance(cfg, str):
-        if not osp.isfile(cfg):
-            raise FileNotFoundError(f'Config file {cfg!r} not found; pass an existing .py config '
-                                    'or an architecture name such as "iresnet50".')
-        cfg = Config.fromfile(cfg)
+        cfg = read_config(cfg)
     if not isinstance(cfg, (dict, Config, ConfigDict)):
         raise TypeError(f'Expected a config path, Config, dict or nn.Module, got {type(cfg)}.')
     _import_plugins(cfg)
@@ -330,12 +375,98 @@ def build_named(arch: str, num_classes: Optional[int] = None) -> nn.Module:
     return build_classifier(arch, num_classes=num_classes)
 
 
-def _network_forward(model: nn.Module) -> Callable[[torch.Tensor], object]:
-    """The forward to count: mmdet detectors without post-processing, others as they are."""
-    from mmdet.models.detectors import BaseDetector
+def _fake_sample(x: torch.Tensor):
+    """A ``DetDataSample`` describing the batch ``x`` of one unpadded, unscaled image."""
+    from mmdet.structures import DetDataSample
+    size = tuple(x.shape[-2:])
+    return DetDataSample(metainfo=dict(img_shape=size, ori_shape=size, pad_shape=size,
+                                       batch_input_shape=size, scale_factor=(1.0, 1.0)))
+
+
+def _fake_proposals(x: torch.Tensor, num: int):
+    """``num`` valid boxes of growing size (they reach every FPN level of an RoI extractor)."""
+    from mmengine.structures import InstanceData
+    if x.device.type == 'meta':
+        return InstanceData(bboxes=torch.empty(num, 4, device='meta'))
+    sides = torch.linspace(8, min(x.shape[-2:]), num, device=x.device)
+    zeros = torch.zeros_like(sides)
+    return InstanceData(bboxes=torch.stack([zeros, zeros, sides, sides], dim=1))
+
+
+def proposal_count(model: nn.Module, num_proposals: Optional[int] = None) -> int:
+    """Proposals a two-stage detector's RoI head is counted on: ``num_proposals``, else the RPN's
+    maximum (``test_cfg.rpn.max_per_img``, 1000 in mmdet's configs)."""
+    if num_proposals is not None:
+        return num_proposals
+    rpn_cfg = (getattr(model, 'test_cfg', None) or {}).get('rpn', None) or {}
+    return int(rpn_cfg.get('max_per_img', DEFAULT_PROPOSALS))
+
+
+def _network_forward(model: nn.Module,
+                     num_proposals: Optional[int] = None) -> Callable[[torch.Tensor], object]:
+    """The forward to count: mmdet detectors without post-processing, others as they are.
+
+    Single-stage detectors run mmdet's ``mode='tensor'`` (``extract_feat`` + head forward).
+    Two-stage detectors run ``extract_feat``, the RPN head's forward, and the RoI head's ``forward`` (mmdet's
+    ``mode='tensor'`` path) on :func:`proposal_count` fixed proposals instead of those the RPN
+    selects from an image: the count does not depend on data (selecting proposals has no MACs).
+    """
+    from mmdet.models.detectors import BaseDetector, TwoStageDetector
+    if isinstance(model, TwoStageDetector):
+        num = proposal_count(model, num_proposals)
+
+        def two_stage(x):
+            feats = model.extract_feat(x)
+            if model.with_rpn:
+                model.rpn_head(feats)
+            return model.roi_head.forward(feats, [_fake_proposals(x, num)], [_fake_sample(x)])
+
+        return two_stage
     if isinstance(model, BaseDetector):
-        return lambda x: model(x, None, mode='tensor')
+        return lambda x: model(x, [_fake_sample(x)], mode='tensor')
     return model
+
+
+def _conv_output(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """An empty tensor of the output shape of conv-like ``m`` (stride, padding, dilation)."""
+    sizes = [(size + 2 * pad - dil * (k - 1) - 1) // stride + 1 for size, k, stride, pad, dil in
+             zip(x.shape[2:], m.kernel_size, m.stride, m.padding, m.dilation)]
+    return x.new_empty(x.shape[0], m.out_channels, *sizes)
+
+
+def _shape_only_deform_conv(self, x, *args):
+    if hasattr(self, 'conv_offset'):  # the Pack variants predict their offsets with a plain conv
+        self.conv_offset(x)
+    return _conv_output(self, x)
+
+
+def _shape_only_roi_extractor(self, feats, rois, roi_scale_factor=None):
+    size = self.roi_layers[0].output_size
+    return feats[0].new_empty(rois.size(0), self.out_channels, *size)
+
+
+@contextlib.contextmanager
+def _shape_only_compiled_ops(model: nn.Module):
+    """Let mmcv's compiled ops, which need values, run on the meta device by their shapes only.
+
+    Deformable convs (still running their offset conv) and RoI extractors return empty tensors of
+    their output shape for the time of the context; their cost rules need no more.
+    """
+    from mmdet.models.roi_heads.roi_extractors import BaseRoIExtractor
+    patched = []
+    for m in model.modules():
+        if isinstance(m, _deform_convs()):
+            m.forward = types.MethodType(_shape_only_deform_conv, m)
+        elif isinstance(m, BaseRoIExtractor):
+            m.forward = types.MethodType(_shape_only_roi_extractor, m)
+        else:
+            continue
+        patched.append(m)
+    try:
+        yield
+    finally:
+        for m in patched:
+            del m.forward
 
 
 def _resolve(target, device: Optional[str] = None,
@@ -350,21 +481,34 @@ def _resolve(target, device: Optional[str] = None,
 
 
 def _count_target(target, input_shape: Optional[Sequence[int]], conventions: Sequence[str],
-                  num_classes: Optional[int] = None) -> Tuple[nn.Module, Tuple[int, ...], dict]:
+                  num_classes: Optional[int] = None, num_proposals: Optional[int] = None
+                  ) -> Tuple[nn.Module, Tuple[int, ...], dict]:
     """Build (if needed) and count ``target``: (model, input shape, :func:`count_ops` result).
 
     A model built here is built on the ``meta`` device: only shapes matter to both conventions, so
     no memory is allocated and nothing is computed. A network that needs real values in its
-    forward is rebuilt on the CPU. A given module is counted where it is.
+    forward, or whose input is tiny (CIFAR's 32x32: there each meta op's Python bookkeeping costs
+    more than the real op), is rebuilt on the CPU. A given module is counted where it is.
     """
     devices = (None, ) if isinstance(target, nn.Module) else ('meta', 'cpu')
+    cifar_name = isinstance(target, str) and target.startswith('cifar_')
+    known = input_shape or ((3, 32, 32) if cifar_name else None)
+    if known and devices[0] == 'meta' and math.prod(known[-2:]) <= _TINY_INPUT:
+        devices = ('cpu', )
+    if isinstance(target, str) and target.endswith('.py'):
+        target = read_config(target)  # once: reading resolves every base
     for device in devices:
         model = _resolve(target, device, num_classes)
         shape = _check_shape(input_shape) if input_shape else _default_shape(target, model)
+        if device == 'meta' and math.prod(shape[-2:]) <= _TINY_INPUT:
+            continue
         param = next(model.parameters(), None)
         x = torch.rand(1, *shape, device=param.device if param is not None else (device or 'cpu'))
+        on_meta = x.device.type == 'meta'
         try:
-            return model, shape, count_ops(model, _network_forward(model), x, conventions)
+            with _shape_only_compiled_ops(model) if on_meta else contextlib.nullcontext():
+                counts = count_ops(model, _network_forward(model, num_proposals), x, conventions)
+            return model, shape, counts
         except (NotImplementedError, RuntimeError):
             if device != 'meta':
                 raise
@@ -373,18 +517,21 @@ def _count_target(target, input_shape: Optional[Sequence[int]], conventions: Seq
 
 def model_complexity(cfg_or_model: Union[str, dict, nn.Module],
                      input_shape: Sequence[int] = (3, 300, 300),
-                     convention: str = 'paper') -> dict:
+                     convention: str = 'paper',
+                     num_proposals: Optional[int] = None) -> dict:
     """Parameters and FLOPs of a model for one input of ``input_shape``.
 
     Args:
         cfg_or_model (str | Config | dict | nn.Module): A config file, a (model) config dict, an
             architecture name for the ImageNet form (``'iresnet50'``), or a built module. Detectors
-            are counted as ``extract_feat`` + head forward (no post-processing).
+            are counted without post-processing (see :func:`_network_forward`).
         input_shape (Sequence[int]): (C, H, W) of the single input image, or (C, T, H, W) of a
             clip. Defaults to (3, 300, 300).
         convention (str): ``'paper'`` (thop-2019 op count used by the paper), ``'paper-cifar'``
             (the same, every call counted: the paper's CIFAR table) or ``'macs'`` (conv + linear
             multiply-accumulates, mmengine/fvcore). Defaults to ``'paper'``.
+        num_proposals (int, optional): Proposals of a two-stage detector's RoI head; defaults to
+            the RPN's ``test_cfg.rpn.max_per_img`` (see :func:`proposal_count`).
 
     Returns:
         dict: ``params`` (int, all parameters), ``flops`` (float, the total *in the chosen
@@ -395,7 +542,8 @@ def model_complexity(cfg_or_model: Union[str, dict, nn.Module],
     """
     _check_convention(convention)
     _check_shape(input_shape)
-    model, shape, counts = _count_target(cfg_or_model, input_shape, (convention, ))
+    model, shape, counts = _count_target(cfg_or_model, input_shape, (convention, ),
+                                         num_proposals=num_proposals)
     params = sum(p.numel() for p in model.parameters())
     res = counts[convention]
     unit, description = CONVENTIONS[convention]
@@ -437,10 +585,26 @@ def display_name(target, model: Optional[nn.Module] = None) -> str:
     return type(model).__name__
 
 
+def detector_label(model: nn.Module) -> Optional[str]:
+    """The detector's usual name (``'Faster R-CNN'``), its class name if unknown, None if the model
+    is not an mmdet detector."""
+    from mmdet.models.detectors import BaseDetector
+    if not isinstance(model, BaseDetector):
+        return None
+    name = type(model).__name__
+    return _DETECTOR_LABELS.get(name, name)
+
+
+def _is_ssd(model: nn.Module) -> bool:
+    from mmdet.models.dense_heads import SSDHead
+    return isinstance(getattr(model, 'bbox_head', None), SSDHead)
+
+
 def _task_of(model: nn.Module) -> str:
-    """The paper's table a model belongs to (its dataset), ``'backbone'`` without a classifier."""
-    if hasattr(model, 'bbox_head'):
-        return 'ssd300'
+    """The paper's table a model belongs to (its dataset): ``'ssd300'`` for SSD detectors,
+    ``'detector'`` for other detectors, ``'backbone'`` for a network without a classifier."""
+    if detector_label(model) is not None:
+        return 'ssd300' if _is_ssd(model) else 'detector'
     fc = getattr(model, 'fc', None)
     if not isinstance(fc, nn.Linear):
         return 'backbone'
@@ -460,40 +624,46 @@ def _default_shape(target, model: nn.Module) -> Tuple[int, ...]:
         return (3, 16, 224, 224)
     if task == 'imagenet':
         return (3, 224, 224)
-    size = 300
-    if isinstance(target, str) and target.endswith('.py'):
-        from mmengine.config import Config
-        size = Config.fromfile(target).get('input_size', 300)
+    if task == 'detector':
+        return DETECTOR_INPUT
+    size = target.get('input_size', 300) if hasattr(target, 'get') else 300
     return (3, size, size)
 
 
 def complexity_rows(targets: Iterable, input_shape: Optional[Sequence[int]] = None,
-                    num_classes: Optional[int] = None) -> List[dict]:
+                    num_classes: Optional[int] = None,
+                    num_proposals: Optional[int] = None) -> List[dict]:
     """Every convention for several targets (one forward each).
 
     Args:
         targets (Iterable): Config paths, architecture names, config dicts or modules.
         input_shape (Sequence[int], optional): (C, H, W) or (C, T, H, W) for every target.
-            Defaults to the config's ``input_size`` (300) for detectors, 224 for ImageNet
+            Defaults to the config's ``input_size`` (300) for SSD detectors, :data:`DETECTOR_INPUT`
+            (1280x800, mmdet's ``get_flops`` convention) for other detectors, 224 for ImageNet
             classifiers, 32 for CIFAR and 16x224x224 for video networks.
         num_classes (int, optional): Classes of the classifiers built from architecture names;
             defaults to their dataset's (1000, CIFAR 10, video 400).
+        num_proposals (int, optional): Proposals of two-stage detectors (:func:`proposal_count`).
 
     Returns:
-        list[dict]: One dict per target with ``name``, ``target``, ``task``, ``input_shape``,
-        ``params``, ``paper_flops``, ``paper_cifar_flops``, ``macs``, ``ref_params_m`` and
-        ``ref_gflops`` (paper's printed values or None), ``ref_convention`` (the convention of
-        ``ref_gflops``, see :data:`TABLE_CONVENTION`), ``unused_params`` and ``uncounted`` (see
-        :func:`count_ops`).
+        list[dict]: One dict per target with ``name``, ``target``, ``task``, ``detector`` (see
+        :func:`detector_label`), ``dcn`` (whether the backbone has deformable convs),
+        ``input_shape``, ``params``, ``paper_flops``, ``paper_cifar_flops``, ``macs``,
+        ``ref_params_m`` and ``ref_gflops`` (the paper's printed values, see
+        :data:`PAPER_REFERENCE`, or None), ``ref_convention`` (the convention of ``ref_gflops``,
+        see :data:`TABLE_CONVENTION`), ``unused_params`` and ``uncounted`` (see :func:`count_ops`).
     """
     rows = []
     for target in targets:
-        model, shape, counts = _count_target(target, input_shape, tuple(_RULES), num_classes)
+        model, shape, counts = _count_target(target, input_shape, tuple(_RULES), num_classes,
+                                             num_proposals)
         name, task = display_name(target, model), _task_of(model)
         ref = PAPER_REFERENCE.get(task, {}).get(name, (None, None))
         rows.append(
             dict(
                 name=name, target=target if isinstance(target, str) else name, task=task,
+                detector=detector_label(model),
+                dcn=bool(getattr(getattr(model, 'backbone', None), 'dcn', None)),
                 input_shape=shape, params=sum(p.numel() for p in model.parameters()),
                 paper_flops=counts['paper']['total'],
                 paper_cifar_flops=counts['paper-cifar']['total'], macs=counts['macs']['total'],
@@ -506,10 +676,8 @@ def complexity_rows(targets: Iterable, input_shape: Optional[Sequence[int]] = No
 
 
 def _fmt_ref(value: Optional[float]) -> str:
-    """A paper value as printed (124.5 has one decimal in the paper, the others two)."""
-    if value is None:
-        return '-'
-    return f'{value:.1f}' if value >= 100 else f'{value:.2f}'
+    """A paper value as the paper prints it (a :class:`~iresnet_mmdet.paper.Figure`'s text)."""
+    return '-' if value is None else str(value)
 
 
 def markdown_table(rows: Sequence[dict]) -> str:
@@ -532,7 +700,8 @@ def markdown_table(rows: Sequence[dict]) -> str:
         '|---|---|---|---|---|---|---|---|' + ('---|' if cifar else ''),
     ]
     for r in rows:
-        task = _TASK_LABELS.get(r['task'], 'Backbone')
+        task = r.get('detector') if r['task'] == 'detector' else _TASK_LABELS.get(r['task'],
+                                                                                    'Backbone')
         source = osp.basename(r['target']) if r['target'].endswith('.py') else r['target']
         cifar_cell = f"| {r['paper_cifar_flops'] / 1e9:.2f} " if cifar else ''
         lines.append(
@@ -540,4 +709,29 @@ def markdown_table(rows: Sequence[dict]) -> str:
             f"| {r['params'] / 1e6:.2f} | {r['paper_flops'] / 1e9:.2f} {cifar_cell}"
             f"| {r['macs'] / 1e9:.2f} | {_fmt_ref(r['ref_params_m'])} "
             f"| {_fmt_ref(r['ref_gflops'])} | `{source}` |")
+    return '\n'.join(lines)
+
+
+def _config_name(target: str) -> str:
+    """How a table names a config: mmdet's as ``mmdet::<dir>/<file>``, others by file name."""
+    return target if target.startswith('mmdet::') else osp.basename(target)
+
+
+def detector_table(rows: Sequence[dict]) -> str:
+    """Format :func:`complexity_rows` of detectors as a markdown table of params and GMACs.
+
+    Args:
+        rows (Sequence[dict]): Output of :func:`complexity_rows`.
+
+    Returns:
+        str: Columns Detector, Backbone (``+ DCN`` when it has deformable convs), Input (HxW),
+        Params (M), GMACs (conv+linear) and Config.
+    """
+    lines = ['| Detector | Backbone | Input | Params (M) | GMACs (conv+linear) | Config |',
+             '|---|---|---|---|---|---|']
+    for r in rows:
+        backbone = r['name'] + (' + DCN' if r['dcn'] else '')
+        lines.append(
+            f"| {r['detector'] or '-'} | {backbone} | {'x'.join(map(str, r['input_shape'][1:]))} "
+            f"| {r['params'] / 1e6:.2f} | {r['macs'] / 1e9:.2f} | `{_config_name(r['target'])}` |")
     return '\n'.join(lines)

@@ -9,11 +9,20 @@ Examples::
     # a CIFAR network (32x32, 100 classes) and a video network (16x224x224 clips)
     python tools/analysis/complexity.py cifar_iresnet3002 --num-classes 100
     python tools/analysis/complexity.py iresnet3d50 --shape 16 224 224
+    # an FPN detector at mmdet's get_flops input (1280x800), or another one
+    python tools/analysis/complexity.py configs/faster_rcnn/faster-rcnn_iresnet50_fpn_1x_coco.py
+    python tools/analysis/complexity.py mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py --shape 800 1216
     # the paper's tables (all configs/ssd300/*.py at 300, the paper's ImageNet models at 224,
     # its CIFAR models at 32, its video models at 16x224x224)
     python tools/analysis/complexity.py --table
+    # some of them, or the FPN detectors (ours beside mmdet's ResNet-50/101 configs, 1280x800)
+    python tools/analysis/complexity.py --tables ssd300 imagenet
+    python tools/analysis/complexity.py --tables fpn
     # a markdown table of chosen targets
     python tools/analysis/complexity.py --table configs/ssd300/ssd300_r50_8xb32-65e_coco.py resnet50
+
+Two-stage detectors are counted on a fixed number of proposals (--num-proposals; default the RPN's
+test_cfg.rpn.max_per_img, 1000 in mmdet's configs), so no image is needed.
 
 Conventions (see iresnet_mmdet/analysis/complexity.py for the exact rules):
     paper  "GFLOPs": the op count of thop 0.0.23 (mid-2019), the counter of the paper's tables.
@@ -25,9 +34,11 @@ Conventions (see iresnet_mmdet/analysis/complexity.py for the exact rules):
 import argparse
 import glob
 import os.path as osp
+import re
 import sys
 
-from iresnet_mmdet.analysis.complexity import CONVENTIONS, complexity_rows, markdown_table
+from iresnet_mmdet.analysis.complexity import (CONVENTIONS, complexity_rows, detector_table,
+                                               markdown_table)
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 # The paper's SSD300 table order, then our extra configs.
@@ -39,12 +50,52 @@ IMAGENET_ARCHS = ('resnet50', 'iresnet50', 'resgroupfix50', 'resgroup50', 'iresg
 CIFAR_ARCHS = tuple(f'cifar_{family}{depth}' for depth in (164, 1001, 2000, 3002)
                     for family in ('resnet', 'iresnet'))
 VIDEO_ARCHS = ('resnet3d50', 'iresnet3d50')
+# FPN detectors: our configs in these folders, beside mmdet's ResNet configs of the same kind.
+FPN_DETECTORS = ('faster_rcnn', 'retinanet', 'mask_rcnn')
+MMDET_BASELINES = {
+    'faster_rcnn': ('mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py',
+                    'mmdet::faster_rcnn/faster-rcnn_r101_fpn_1x_coco.py',
+                    'mmdet::dcn/faster-rcnn_r50-dconv-c3-c5_fpn_1x_coco.py'),
+    'retinanet': ('mmdet::retinanet/retinanet_r50_fpn_1x_coco.py',
+                  'mmdet::retinanet/retinanet_r101_fpn_1x_coco.py'),
+    'mask_rcnn': ('mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py',
+                  'mmdet::mask_rcnn/mask-rcnn_r101_fpn_1x_coco.py'),
+}
+TABLES = ('ssd300', 'imagenet', 'cifar', 'video', 'fpn')
+PAPER_TABLES = TABLES[:4]
+LEGEND = {
+    'paper': 'GFLOPs (paper counter): thop 0.0.23 (mid-2019) op count, the convention of the '
+             'paper\'s ImageNet, SSD300 and video tables; GFLOPs (paper CIFAR counter): the same '
+             'rules with every call counted (each ReLU application), the convention of its CIFAR '
+             'table; GMACs: conv+linear multiply-accumulates (mmengine/fvcore).',
+    'fpn': 'GMACs: conv+linear multiply-accumulates (mmengine/fvcore, what mmdet\'s get_flops.py '
+           'prints as "Flops") at mmdet\'s 1280x800 input; two-stage detectors on the RPN\'s '
+           'maximum of proposals (test_cfg.rpn.max_per_img, 1000; the mask head on the first '
+           '100), deformable convs as the conv they compute plus their offset conv.',
+}
 
 
 def ssd300_rank(path):
     """Sort key of a configs/ssd300 file: the paper's row order, unknown configs last."""
     arch = osp.basename(path).split('_')[1]
     return (SSD300_ORDER.index(arch) if arch in SSD300_ORDER else len(SSD300_ORDER), path)
+
+
+def fpn_rank(path):
+    """Sort key of an FPN detector config: kind, DCN last, depth, mmdet's baseline first."""
+    folder = osp.basename(osp.dirname(path.split('::')[-1]))
+    kind = FPN_DETECTORS.index('faster_rcnn' if folder == 'dcn' else folder)
+    arch = osp.basename(path).split('_')[1]
+    depth = int(re.search(r'\d+', arch).group())
+    return (kind, 'dconv' in arch, depth, not path.startswith('mmdet::'), path)
+
+
+def fpn_configs():
+    """Our FPN detector configs and mmdet's ResNet-50/101 configs of the same detectors."""
+    ours = [osp.relpath(c) for kind in FPN_DETECTORS
+            for c in glob.glob(osp.join(ROOT, 'configs', kind, '*.py'))]
+    baselines = [c for kind in FPN_DETECTORS for c in MMDET_BASELINES[kind]]
+    return sorted(ours + baselines, key=fpn_rank)
 
 
 def parse_args(argv=None):
@@ -55,8 +106,12 @@ def parse_args(argv=None):
                         help='config files (.py) or architecture names (e.g. iresnet50)')
     parser.add_argument('--shape', type=int, nargs='+', metavar='SIZE',
                         help='input H [W], or T H W for a video network; default: the config '
-                        'input_size (300), 224 for ImageNet names, 32 for CIFAR names '
+                        'input_size (300) for SSD, 1280 800 for other detectors (mmdet\'s '
+                        'get_flops), 224 for ImageNet names, 32 for CIFAR names '
                         '(cifar_iresnet164), 16 224 224 for video names (iresnet3d50)')
+    parser.add_argument('--num-proposals', type=int, metavar='N',
+                        help='proposals of two-stage detectors; default: the config\'s '
+                        'test_cfg.rpn.max_per_img (1000)')
     parser.add_argument('--num-classes', type=int,
                         help='classes of architecture names; default: their dataset\'s (1000, '
                         'CIFAR 10, video 400)')
@@ -65,10 +120,18 @@ def parse_args(argv=None):
                         'convention')
     parser.add_argument('--table', action='store_true',
                         help='print one markdown table (paper columns); with no targets: every '
-                        'configs/ssd300/*.py and the paper\'s ImageNet models')
+                        'configs/ssd300/*.py and the paper\'s ImageNet, CIFAR and video models '
+                        '(--tables ' + ' '.join(PAPER_TABLES) + ')')
+    parser.add_argument('--tables', nargs='+', choices=TABLES, metavar='NAME',
+                        help='print these tables: ' + ', '.join(TABLES) + ' (our FPN detector '
+                        'configs beside mmdet\'s ResNet-50/101 ones, params and GMACs)')
     args = parser.parse_args(argv)
-    if not args.table and not args.targets:
-        parser.error('give at least one config or architecture name, or --table')
+    if not args.table and not args.targets and not args.tables:
+        parser.error('give at least one config or architecture name, --table or --tables')
+    if args.tables and (args.table or args.targets):
+        parser.error('--tables prints fixed tables: give no targets and no --table')
+    if args.num_proposals is not None and args.num_proposals < 1:
+        parser.error('--num-proposals must be at least 1')
     if args.shape and len(args.shape) > 3:
         parser.error('--shape takes H, H W, or T H W')
     return args
@@ -82,8 +145,8 @@ def input_shape(shape):
     return (3, shape[0], shape[-1])
 
 
-def print_single(target, shape, conventions, num_classes=None):
-    row = complexity_rows([target], shape, num_classes)[0]
+def print_single(target, shape, conventions, num_classes=None, num_proposals=None):
+    row = complexity_rows([target], shape, num_classes, num_proposals)[0]
     print(f'{target}: {row["name"]}, input {row["input_shape"]}')
     print(f'  params: {row["params"] / 1e6:.3f} M ({row["params"]})')
     totals = {'paper': row['paper_flops'], 'paper-cifar': row['paper_cifar_flops'],
@@ -107,31 +170,51 @@ def main(argv=None):
         return 2
 
 
+def paper_table(name, shape):
+    """One of the paper's tables as markdown."""
+    if name == 'ssd300':
+        configs = glob.glob(osp.join(ROOT, 'configs', 'ssd300', '*.py'))
+        return markdown_table(complexity_rows(sorted(map(osp.relpath, configs), key=ssd300_rank),
+                                              shape))
+    if name == 'imagenet':
+        return markdown_table(complexity_rows(IMAGENET_ARCHS, shape))
+    if name == 'cifar':
+        return markdown_table(complexity_rows(CIFAR_ARCHS, shape, 10) +
+                              complexity_rows(CIFAR_ARCHS, shape, 100))
+    return markdown_table(complexity_rows(VIDEO_ARCHS, shape, 400) +
+                          complexity_rows(VIDEO_ARCHS, shape, 174))
+
+
+def print_tables(names, shape, num_proposals=None):
+    """The named tables, then the legend of their conventions."""
+    for name in names:
+        if name == 'fpn':
+            print(detector_table(complexity_rows(fpn_configs(), shape,
+                                                 num_proposals=num_proposals)))
+        else:
+            print(paper_table(name, shape))
+        print()
+    kinds = ['paper'] if any(name != 'fpn' for name in names) else []
+    print('\n'.join(LEGEND[kind] for kind in kinds + ['fpn'] * ('fpn' in names)))
+
+
 def run(args):
     shape = input_shape(args.shape)
+    if args.tables:
+        print_tables(args.tables, shape, args.num_proposals)
+        return 0
     if args.table:
         if args.targets:
-            print(markdown_table(complexity_rows(args.targets, shape, args.num_classes)))
+            print(markdown_table(complexity_rows(args.targets, shape, args.num_classes,
+                                                 args.num_proposals)))
+            print()
+            print(LEGEND['paper'])
         else:
-            configs = glob.glob(osp.join(ROOT, 'configs', 'ssd300', '*.py'))
-            rel = sorted((osp.relpath(c) for c in configs), key=ssd300_rank)
-            print(markdown_table(complexity_rows(rel, shape)))
-            print()
-            print(markdown_table(complexity_rows(IMAGENET_ARCHS, shape)))
-            print()
-            print(markdown_table(complexity_rows(CIFAR_ARCHS, shape, 10) +
-                                 complexity_rows(CIFAR_ARCHS, shape, 100)))
-            print()
-            print(markdown_table(complexity_rows(VIDEO_ARCHS, shape, 400) +
-                                 complexity_rows(VIDEO_ARCHS, shape, 174)))
-        print('\nGFLOPs (paper counter): thop 0.0.23 (mid-2019) op count, the convention of the '
-              'paper\'s ImageNet, SSD300 and video tables; GFLOPs (paper CIFAR counter): the same '
-              'rules with every call counted (each ReLU application), the convention of its CIFAR '
-              'table; GMACs: conv+linear multiply-accumulates (mmengine/fvcore).')
+            print_tables(PAPER_TABLES, shape)
         return 0
     conventions = list(CONVENTIONS) if args.convention == 'both' else [args.convention]
     for target in args.targets:
-        print_single(target, shape, conventions, args.num_classes)
+        print_single(target, shape, conventions, args.num_classes, args.num_proposals)
     return 0
 
 
