@@ -1,4 +1,12 @@
-"""tools/analysis/detection_table.py: reads evaluated runs, renders the paper's table exactly."""
+"""tools/analysis/detection_table.py: reads evaluated runs, renders the paper's table exactly.
+
+References are independent of the code under test: the published rows come from
+``tests/data/paper_tables.json`` (a separate transcription of the paper), evaluated figures from
+pycocotools' own ``COCOeval.summarize()``, the differences were worked out by hand.
+"""
+import contextlib
+import copy
+import io
 import json
 import subprocess
 import sys
@@ -8,35 +16,73 @@ from pathlib import Path
 import pytest
 
 from iresnet_mmdet.evaluation import detection_table as dt
-from iresnet_mmdet.evaluation.coco_eval import FIGURE_NAMES, CocoFormatError, evaluate_bbox
+from iresnet_mmdet.evaluation.coco_eval import FIGURE_NAMES, CocoFormatError
 from iresnet_mmdet.evaluation.synthetic import make_small_case
+from iresnet_mmdet.paper import Figure
 
 REPO = Path(__file__).resolve().parents[1]
+PAPER_JSON = json.loads((REPO / 'tests' / 'data' / 'paper_tables.json').read_text())
+PAPER_ROWS = PAPER_JSON['ssd300_coco_val2017']['rows']
 
 FIGURES = OrderedDict(zip(FIGURE_NAMES, [0.25349, 0.4249, 0.26, 0.07, 0.27651, 0.4, 0.2349,
                                          0.351, 0.372, -1.0, 0.4099, 0.5751]))
 
-EXPECTED_MARKDOWN = """\
-| Backbone | AP .5:.95 | AP .5 | AP .75 | AP S | AP M | AP L | AR 1 | AR 10 | AR 100 | AR S | AR M | AR L | params | GFLOPs |
-|:---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
-| iResNet-50 | 25.3 | 42.5 | 26.0 | 7.0 | 27.7 | 40.0 | 23.5 | 35.1 | 37.2 | n/a | 41.0 | 57.5 | 22.90 | 20.99 |
-| iResNet-50 (paper) | - | - | - | - | - | - | - | - | - | - | - | - | 22.89 | 20.99 |
-| iResNet-50 diff (ours - paper) | - | - | - | - | - | - | - | - | - | - | - | - | +0.01 | 0.00 |
-| PreActResNet-50 | 25.3 | 42.5 | 26.0 | 7.0 | 27.7 | 40.0 | 23.5 | 35.1 | 37.2 | n/a | 41.0 | 57.5 | - | - |
-"""  # noqa: E501
 
-EXPECTED_CSV = """\
-Backbone,AP .5:.95,AP .5,AP .75,AP S,AP M,AP L,AR 1,AR 10,AR 100,AR S,AR M,AR L,params,GFLOPs
-iResNet-50,25.3,42.5,26.0,7.0,27.7,40.0,23.5,35.1,37.2,n/a,41.0,57.5,22.90,20.99
-iResNet-50 (paper),,,,,,,,,,,,,22.89,20.99
-iResNet-50 diff (ours - paper),,,,,,,,,,,,,+0.01,0.00
-PreActResNet-50,25.3,42.5,26.0,7.0,27.7,40.0,23.5,35.1,37.2,n/a,41.0,57.5,,
-"""
+def published_cells(name):
+    row = PAPER_ROWS[name]
+    return [f'{row[n]:.2f}' for n in FIGURE_NAMES] + [f"{row['params_M']:.2f}",
+                                                      f"{row['GFLOPs']:.2f}"]
+
+
+OURS = ['25.35', '42.49', '26.00', '7.00', '27.65', '40.00', '23.49', '35.10', '37.20', 'n/a',
+        '40.99', '57.51']
+# ours (rounded to the paper's two decimals) minus the paper's iResNet-50 row, by hand
+DIFF = ['-2.39', '-3.36', '-2.51', '-1.52', '-2.42', '-4.62', '-1.80', '-1.80', '-1.31', '-',
+        '-1.80', '-1.06', '+0.01', '0.00']
+HEADER = ('| Backbone | AP .5:.95 | AP .5 | AP .75 | AP S | AP M | AP L | AR 1 | AR 10 | AR 100 '
+          '| AR S | AR M | AR L | params | GFLOPs |')
+
+
+def md(*cells):
+    return '| ' + ' | '.join(cells) + ' |'
+
+
+EXPECTED_MARKDOWN = '\n'.join([
+    HEADER, '|:---|' + '---:|' * 14,
+    md('iResNet-50', *OURS, '22.90', '20.99'),
+    md('iResNet-50 (paper)', *published_cells('iResNet-50')),
+    md('iResNet-50 diff (ours - paper)', *DIFF),
+    md('PreActResNet-50', *OURS, '-', '-'),
+]) + '\n'
+
+EXPECTED_CSV = '\n'.join([
+    HEADER.strip('| ').replace(' | ', ','),
+    ','.join(['iResNet-50', *OURS, '22.90', '20.99']),
+    ','.join(['iResNet-50 (paper)', *published_cells('iResNet-50')]),
+    ','.join(['iResNet-50 diff (ours - paper)', *[c.replace('-', '') if c == '-' else c
+                                                  for c in DIFF]]),
+    ','.join(['PreActResNet-50', *OURS, '', '']),
+]) + '\n'
 
 
 def known_rows():
-    return dt.with_paper([dt.TableRow('iResNet-50', FIGURES, 22.8954, 20.9871),
-                          dt.TableRow('PreActResNet-50', FIGURES)])
+    return dt.with_paper([dt.ours_row('iResNet-50', FIGURES, 22.8954, 20.9871),
+                          dt.ours_row('PreActResNet-50', FIGURES)])
+
+
+def pycocotools_stats(gt, dets):
+    """The twelve figures as pycocotools' COCOeval.summarize() computes them (fractions)."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO()
+        coco.dataset = copy.deepcopy(gt)
+        coco.createIndex()
+        evaluator = COCOeval(coco, coco.loadRes(copy.deepcopy(dets)), 'bbox')
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    return list(evaluator.stats)
 
 
 def test_renders_known_input_exactly():
@@ -45,24 +91,20 @@ def test_renders_known_input_exactly():
     assert dt.format_csv(rows) == EXPECTED_CSV
 
 
-def test_paper_rows_and_difference_with_known_figures(monkeypatch):
-    paper = dt.PaperRow(22.89, 20.99, OrderedDict(zip(FIGURE_NAMES, [24.0] * 12)))
-    monkeypatch.setitem(dt.PAPER_SSD300_COCO, 'iResNet-50', paper)
-    ours, published, diff = dt.with_paper([dt.TableRow('iResNet-50', FIGURES, 22.8954, 20.9871)])
-    assert dt.format_csv([published, diff]).splitlines()[1:] == [
-        'iResNet-50 (paper),' + ','.join(['24.0'] * 12) + ',22.89,20.99',
-        'iResNet-50 diff (ours - paper),+1.3,+18.5,+2.0,-17.0,+3.7,+16.0,-0.5,+11.1,+13.2,,'
-        '+17.0,+33.5,+0.01,0.00',
-    ]
+def test_published_rows_are_the_paper_table():
+    rows = dt.with_paper([])
+    assert [r.name for r in rows] == [f'{name} (paper)' for name in PAPER_ROWS]
+    lines = dt.format_csv(rows).splitlines()[1:]
+    assert lines == [','.join([f'{name} (paper)', *published_cells(name)]) for name in PAPER_ROWS]
 
 
-def test_paper_table_holds_the_published_complexity():
-    assert list(dt.PAPER_SSD300_COCO) == [
-        'ResNet-50', 'iResNet-50', 'iResGroupFix-50', 'iResGroup-50', 'ResNet-101',
-        'iResNet-101', 'iResGroupFix-101', 'iResGroup-101']
-    assert [(r.params, r.gflops) for r in dt.PAPER_SSD300_COCO.values()] == [
-        (22.89, 20.92), (22.89, 20.99), (21.13, 18.61), (22.66, 21.62), (41.89, 48.45),
-        (41.89, 48.49), (41.55, 48.25), (45.58, 54.87)]
+@pytest.mark.parametrize('ours, printed, shown', [
+    (22.8954, '22.89', '+0.01'), (20.9871, '20.99', '0.00'), (20.984, '20.99', '-0.01'),
+    (124.52, '124.5', '0.00'), (124.56, '124.5', '+0.10'), (8.1149, '8.12', '-0.01'),
+])
+def test_difference_rounds_ours_to_the_printed_precision(ours, printed, shown):
+    diff = dt.difference(ours, Figure(printed))
+    assert dt._cells(dt.TableRow('x', {}, diff, None, kind='diff'), '-')[-2] == shown
 
 
 def _write(path, obj, jsonl=False):
@@ -127,10 +169,12 @@ def test_command_line_end_to_end(tmp_path, monkeypatch, capsys):
     lines = markdown.splitlines()
     assert lines[2:5] == EXPECTED_MARKDOWN.splitlines()[2:5]
     # the detections file was evaluated against the config's evaluator ann_file
-    resnet = evaluate_bbox(gt, dets).figures
-    cells = [f'{100 * resnet[n]:.1f}' for n in FIGURE_NAMES]
-    assert lines[5] == '| ResNet-50 | ' + ' | '.join(cells) + ' | 22.90 | 20.92 |'
-    assert lines[6].startswith('| ResNet-50 (paper) |') and lines[7].endswith('| +0.01 | 0.00 |')
+    stats = pycocotools_stats(gt, dets)
+    cells = ['n/a' if v == -1 else f'{100 * v:.2f}' for v in stats]
+    assert lines[5] == md('ResNet-50', *cells, '22.90', '20.92')
+    assert lines[6] == md('ResNet-50 (paper)', *published_cells('ResNet-50'))
+    assert lines[7].startswith('| ResNet-50 diff (ours - paper) |')
+    assert lines[7].endswith('| +0.01 | 0.00 |')
     assert lines[8] == EXPECTED_MARKDOWN.splitlines()[5]
 
 
@@ -153,5 +197,6 @@ def test_tool_script_runs():
                            '--format', 'csv'], cwd=REPO, capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.splitlines()[1] == 'ResNet-50 (paper),,,,,,,,,,,,,22.89,20.92'
-    assert 'not available to this project' in proc.stderr
+    assert proc.stdout.splitlines()[1] == ','.join(['ResNet-50 (paper)',
+                                                    *published_cells('ResNet-50')])
+    assert len(proc.stdout.splitlines()) == 1 + len(PAPER_ROWS)

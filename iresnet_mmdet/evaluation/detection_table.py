@@ -3,8 +3,9 @@
 Used by ``tools/analysis/detection_table.py``; see :func:`main` for the command line.
 
 Columns: Backbone | AP .5:.95 | AP .5 | AP .75 | AP S | AP M | AP L | AR 1 | AR 10 | AR 100 |
-AR S | AR M | AR L | params | GFLOPs. AP/AR are printed in percent with one decimal, params in
-millions and GFLOPs with two decimals, as in the paper.
+AR S | AR M | AR L | params | GFLOPs. AP/AR are printed in percent, params in millions, every
+number with two decimals, as in the paper. The published rows come from
+:data:`iresnet_mmdet.paper.SSD300_COCO` (Duta et al., ICPR 2020, arXiv:2004.04989).
 """
 import argparse
 import csv
@@ -14,41 +15,18 @@ import os
 import os.path as osp
 import sys
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
+from iresnet_mmdet import paper
 from .coco_eval import BACKENDS, FIGURE_NAMES, CocoFormatError, evaluate_bbox, load_gt
 
 COLUMNS = ('Backbone', 'AP .5:.95', 'AP .5', 'AP .75', 'AP S', 'AP M', 'AP L', 'AR 1', 'AR 10',
            'AR 100', 'AR S', 'AR M', 'AR L', 'params', 'GFLOPs')
-
-
-@dataclass
-class PaperRow:
-    """One published row: params (M), GFLOPs and the twelve figures in percent (None = unknown)."""
-    params: float
-    gflops: float
-    figures: Dict[str, Optional[float]] = field(
-        default_factory=lambda: OrderedDict((n, None) for n in FIGURE_NAMES))
-
-
-# The paper's SSD300 table on COCO val2017 (Duta et al., ICPR 2020, arXiv 2004.04989).
-# params/GFLOPs: as published; our SSD300 topology reproduces all of them (see
-# /work/shared/reference/ARCHITECTURE_NOTES.md section 4.3, 2019 thop counter).
-# AP/AR: NOT AVAILABLE to this project (offline, not in the reference notes); every figure is None
-# and prints as "-". To fill a row in, give the twelve values in percent as printed in the paper,
-# in FIGURE_NAMES order (AP, AP50, AP75, APs, APm, APl, AR1, AR10, AR100, ARs, ARm, ARl), e.g.
-#   'ResNet-50': PaperRow(22.89, 20.92, OrderedDict(zip(FIGURE_NAMES, [25.1, 42.0, ...]))),
-PAPER_SSD300_COCO: 'OrderedDict[str, PaperRow]' = OrderedDict([
-    ('ResNet-50', PaperRow(22.89, 20.92)),
-    ('iResNet-50', PaperRow(22.89, 20.99)),
-    ('iResGroupFix-50', PaperRow(21.13, 18.61)),
-    ('iResGroup-50', PaperRow(22.66, 21.62)),
-    ('ResNet-101', PaperRow(41.89, 48.45)),
-    ('iResNet-101', PaperRow(41.89, 48.49)),
-    ('iResGroupFix-101', PaperRow(41.55, 48.25)),
-    ('iResGroup-101', PaperRow(45.58, 54.87)),
-])
+#: Decimals of every printed number (the paper's table prints two everywhere).
+DIGITS = 2
+#: pycocotools' figure for "no ground truth in that area range" (printed "n/a").
+UNDEFINED = -1.0
 
 
 @dataclass
@@ -57,8 +35,9 @@ class TableRow:
 
     Attributes:
         name (str): Text of the Backbone cell.
-        figures (dict): FIGURE_NAMES -> fraction in [0, 1], -1 (undefined) or None (unknown).
-            For ``kind='diff'`` the differences, as fractions.
+        figures (dict): FIGURE_NAMES -> percent, :data:`UNDEFINED` (-1, pycocotools' "no ground
+            truth in that range") or None (unknown). For ``kind='diff'`` the differences, in
+            percentage points; for ``kind='paper'`` :class:`~iresnet_mmdet.paper.Figure` values.
         params (float, optional): Parameters in millions.
         gflops (float, optional): GFLOPs.
         kind (str): ``'ours'``, ``'paper'`` or ``'diff'`` (ours minus paper).
@@ -68,6 +47,24 @@ class TableRow:
     params: Optional[float] = None
     gflops: Optional[float] = None
     kind: str = 'ours'
+
+
+def ours_row(name: str, fractions: Dict[str, float], params: Optional[float] = None,
+             gflops: Optional[float] = None) -> TableRow:
+    """A row of ours from the twelve figures as fractions (what evaluations report).
+
+    Args:
+        name (str): Backbone cell.
+        fractions (dict): FIGURE_NAMES -> fraction in [0, 1], or -1 where undefined.
+        params (float, optional): Parameters in millions.
+        gflops (float, optional): GFLOPs.
+
+    Returns:
+        TableRow: The row, figures in percent.
+    """
+    figures = OrderedDict(
+        (n, UNDEFINED if fractions[n] == -1 else 100 * fractions[n]) for n in FIGURE_NAMES)
+    return TableRow(name, figures, params, gflops)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -212,19 +209,25 @@ def measure_complexity(cfg, convention: str = 'paper', input_size: int = 300):
 # ---------------------------------------------------------------------------------------------
 # Building and rendering
 # ---------------------------------------------------------------------------------------------
-def paper_rows(name: str) -> Optional[TableRow]:
-    """The published row for a backbone name, or None if the paper has none."""
-    row = PAPER_SSD300_COCO.get(name)
+def paper_row(name: str) -> Optional[TableRow]:
+    """The published row for a backbone name (:data:`iresnet_mmdet.paper.SSD300_COCO`), or None.
+    """
+    row = paper.SSD300_COCO.get(name)
     if row is None:
         return None
-    figures = OrderedDict((n, None if v is None else v / 100) for n, v in row.figures.items())
-    return TableRow(f'{name} (paper)', figures, row.params, row.gflops, kind='paper')
+    return TableRow(f'{name} (paper)', OrderedDict(row.figures), row.params, row.gflops,
+                    kind='paper')
 
 
-def _minus(a, b):
-    if a is None or b is None or a == -1 or b == -1:
+def difference(ours: Optional[float], published: Optional[paper.Figure]) -> Optional[float]:
+    """Ours minus the paper's number, ours first rounded to the decimals the paper printed.
+
+    The same rule for every number, so a difference of 0 means :func:`iresnet_mmdet.paper.matches`.
+    None when either is unknown or ours is undefined.
+    """
+    if ours is None or published is None or ours == UNDEFINED:
         return None
-    return a - b
+    return float(f'{ours:.{published.decimals}f}') - published
 
 
 def with_paper(rows: Sequence[TableRow]) -> List[TableRow]:
@@ -239,34 +242,36 @@ def with_paper(rows: Sequence[TableRow]) -> List[TableRow]:
         list[TableRow]: The interleaved rows.
     """
     if not rows:
-        return [paper_rows(name) for name in PAPER_SSD300_COCO]
+        return [paper_row(name) for name in paper.SSD300_COCO]
     out = []
     for row in rows:
         out.append(row)
-        paper = paper_rows(row.name)
-        if paper is None:
+        published = paper_row(row.name)
+        if published is None:
             continue
-        diff = OrderedDict((n, _minus(row.figures.get(n), paper.figures[n]))
+        diff = OrderedDict((n, difference(row.figures.get(n), published.figures[n]))
                            for n in FIGURE_NAMES)
-        out += [paper, TableRow(f'{row.name} diff (ours - paper)', diff,
-                                _minus(row.params, paper.params),
-                                _minus(row.gflops, paper.gflops), kind='diff')]
+        out += [published, TableRow(f'{row.name} diff (ours - paper)', diff,
+                                    difference(row.params, published.params),
+                                    difference(row.gflops, published.gflops), kind='diff')]
     return out
 
 
 def _cells(row: TableRow, unknown: str) -> List[str]:
     sign = '+' if row.kind == 'diff' else ''
 
-    def fmt(value, scale, digits):
+    def fmt(value):
         if value is None:
             return unknown
-        if value == -1 and row.kind != 'diff':
+        if value == UNDEFINED and row.kind == 'ours':
             return 'n/a'  # pycocotools' -1: no ground truth in that range
-        shown = round(value * scale, digits)
-        return f'{shown:{sign}.{digits}f}' if shown != 0 else f'{0:.{digits}f}'
+        if isinstance(value, paper.Figure):
+            return value.text
+        shown = round(value, DIGITS)
+        return f'{shown:{sign}.{DIGITS}f}' if shown != 0 else f'{0:.{DIGITS}f}'
 
-    cells = [row.name] + [fmt(row.figures.get(n), 100, 1) for n in FIGURE_NAMES]
-    return cells + [fmt(row.params, 1, 2), fmt(row.gflops, 1, 2)]
+    return [row.name] + [fmt(row.figures.get(n)) for n in FIGURE_NAMES] + [fmt(row.params),
+                                                                           fmt(row.gflops)]
 
 
 def format_markdown(rows: Sequence[TableRow]) -> str:
@@ -303,8 +308,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         metavar='CONFIG RESULT [NAME]',
                         help='one evaluated run; repeat for more rows')
     parser.add_argument('--paper', action='store_true',
-                        help="add the paper's published row and the difference after each run "
-                             '(all published rows when no --run is given)')
+                        help="add the paper's published row (its twelve AP/AR figures, params, "
+                             'GFLOPs) and the difference after each run (all published rows '
+                             'when no --run is given)')
     parser.add_argument('--no-complexity', action='store_true',
                         help='leave params and GFLOPs empty (no model is built)')
     parser.add_argument('--convention', default='paper', choices=('paper', 'macs'),
@@ -340,7 +346,7 @@ def build_row(config: str, result: str, name: Optional[str], args) -> TableRow:
     params = gflops = None
     if cfg is not None and not args.no_complexity:
         params, gflops = measure_complexity(cfg, args.convention, args.input_size)
-    return TableRow(name or backbone_name(cfg), figures, params, gflops)
+    return ours_row(name or backbone_name(cfg), figures, params, gflops)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -357,10 +363,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     markdown, csv_text = format_markdown(rows), format_csv(rows)
     parts = {'both': [markdown, csv_text], 'markdown': [markdown], 'csv': [csv_text]}
     print('\n'.join(parts[args.format]), end='')
-    if any(r.kind == 'paper' and None in r.figures.values() for r in rows):
-        print("note: the paper's AP/AR cells are not available to this project ('-'); fill "
-              'them in PAPER_SSD300_COCO of iresnet_mmdet/evaluation/detection_table.py.',
-              file=sys.stderr)
     if args.out:
         os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
         with open(f'{args.out}.md', 'w') as f:
