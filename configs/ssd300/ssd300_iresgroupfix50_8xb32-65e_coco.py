@@ -1,5 +1,5 @@
 # SSD300 (NVIDIA v1.1 topology) with an iResGroupFix-50 backbone on COCO: paper table row
-# "iResGroupFix-50", 21.13 M params / 18.61 GFLOPs (paper's counter).
+# "iResGroupFix-50" (figures: iresnet_mmdet/paper.py, SSD300_COCO).
 # Paper: topology and backbone, including C4 = 512 (layer3 output 1024 // 2) feeding the first extra
 # layer and the level-0 heads (verified by params/GFLOPs). Assumption: the recipe (NVIDIA's
 # defaults, see the _base_ files) and ImageNet initialisation from the authors' released checkpoint.

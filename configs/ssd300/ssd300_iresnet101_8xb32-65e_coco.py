@@ -1,5 +1,5 @@
-# SSD300 (NVIDIA v1.1 topology) with an iResNet-101 backbone on COCO: paper table row
-# "iResNet-101", 41.89 M params / 48.49 GFLOPs (paper's counter).
+# SSD300 (NVIDIA v1.1 topology) with an iResNet-101 backbone on COCO: paper table row "iResNet-101"
+# (figures: iresnet_mmdet/paper.py, SSD300_COCO).
 # Paper: topology and backbone (verified by params/GFLOPs). Assumption: the recipe (NVIDIA's
 # defaults, see the _base_ files) and ImageNet initialisation from the authors' released checkpoint.
 _base_ = './ssd300_iresnet50_8xb32-65e_coco.py'

@@ -1,5 +1,5 @@
-# SSD300 (NVIDIA v1.1 topology) with an iResNet-50 backbone on COCO: paper table row "iResNet-50",
-# 22.89 M params / 20.99 GFLOPs (paper's counter: `tools/analysis/complexity.py <this config>`).
+# SSD300 (NVIDIA v1.1 topology) with an iResNet-50 backbone on COCO: paper table row "iResNet-50"
+# (figures: iresnet_mmdet/paper.py, SSD300_COCO).
 # Paper: topology and backbone (verified by params/GFLOPs). Assumption: the recipe (NVIDIA's
 # defaults, see the _base_ files) and ImageNet initialisation from the authors' released checkpoint.
 _base_ = [

@@ -1,5 +1,5 @@
-# SSD300 (NVIDIA v1.1 topology) with mmdet's ResNet-50 on COCO: paper table row "ResNet-50",
-# 22.89 M params / 20.92 GFLOPs (paper's counter). This is NVIDIA's own SSD300 v1.1 backbone.
+# SSD300 (NVIDIA v1.1 topology) with mmdet's ResNet-50 on COCO: paper table row "ResNet-50"
+# (figures: iresnet_mmdet/paper.py, SSD300_COCO). This is NVIDIA's own SSD300 v1.1 backbone.
 # Paper: topology and backbone (verified by params/GFLOPs). Assumption: the recipe (NVIDIA's
 # defaults, see the _base_ files) and ImageNet initialisation from the authors' resnet50 checkpoint
 # (torchvision key names, loads into mmdet's ResNet; 'torchvision://resnet50' works too).

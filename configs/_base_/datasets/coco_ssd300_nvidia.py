@@ -55,5 +55,6 @@ test_dataloader = val_dataloader
 
 # All 12 COCO figures of the paper's table (AP, AP50, AP75, APs/m/l, AR1/10/100, ARs/m/l), from
 # the plugin's CocoTableMetric (iresnet_mmdet/evaluation); ann_file comes from mmdet's base.
-val_evaluator = dict(type='CocoTableMetric', metric='bbox')
+# faster-coco-eval: figures bit-identical to pycocotools' (the reference), several times faster.
+val_evaluator = dict(type='CocoTableMetric', metric='bbox', backend='faster-coco-eval')
 test_evaluator = val_evaluator
