@@ -3,23 +3,26 @@
 Examples::
 
     # one config, both conventions, input from the config (300x300 for SSD300)
-    python tools/analysis/complexity.py configs/ssd300/ssd300_iresnet50_8xb32-65e_coco.py
+    .venv/bin/python tools/analysis/complexity.py configs/ssd300/ssd300_iresnet50_8xb32-65e_coco.py
     # the ImageNet form of an architecture at 224x224
-    python tools/analysis/complexity.py iresnet50 --shape 224
+    .venv/bin/python tools/analysis/complexity.py iresnet50 --shape 224
     # a CIFAR network (32x32, 100 classes) and a video network (16x224x224 clips)
-    python tools/analysis/complexity.py cifar_iresnet3002 --num-classes 100
-    python tools/analysis/complexity.py iresnet3d50 --shape 16 224 224
+    .venv/bin/python tools/analysis/complexity.py cifar_iresnet3002 --num-classes 100
+    .venv/bin/python tools/analysis/complexity.py iresnet3d50 --shape 16 224 224
     # an FPN detector at mmdet's get_flops input (1280x800), or another one
-    python tools/analysis/complexity.py configs/faster_rcnn/faster-rcnn_iresnet50_fpn_1x_coco.py
-    python tools/analysis/complexity.py mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py --shape 800 1216
+    .venv/bin/python tools/analysis/complexity.py \
+        configs/faster_rcnn/faster-rcnn_iresnet50_fpn_1x_coco.py
+    .venv/bin/python tools/analysis/complexity.py \
+        mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py --shape 800 1216
     # the paper's tables (all configs/ssd300/*.py at 300, the paper's ImageNet models at 224,
     # its CIFAR models at 32, its video models at 16x224x224)
-    python tools/analysis/complexity.py --table
+    .venv/bin/python tools/analysis/complexity.py --table
     # some of them, or the FPN detectors (ours beside mmdet's ResNet-50/101 configs, 1280x800)
-    python tools/analysis/complexity.py --tables ssd300 imagenet
-    python tools/analysis/complexity.py --tables fpn
+    .venv/bin/python tools/analysis/complexity.py --tables ssd300 imagenet
+    .venv/bin/python tools/analysis/complexity.py --tables fpn
     # a markdown table of chosen targets
-    python tools/analysis/complexity.py --table configs/ssd300/ssd300_r50_8xb32-65e_coco.py resnet50
+    .venv/bin/python tools/analysis/complexity.py --table \
+        configs/ssd300/ssd300_r50_8xb32-65e_coco.py resnet50
 
 Two-stage detectors are counted on a fixed number of proposals (--num-proposals; default the RPN's
 test_cfg.rpn.max_per_img, 1000 in mmdet's configs), so no image is needed.
