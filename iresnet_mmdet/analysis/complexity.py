@@ -95,8 +95,8 @@ CONVENTIONS = {
                     'the paper rules with every call of a module counted (each ReLU application), '
                     'the counter of the paper\'s CIFAR table'),
     'macs': ('MACs (conv+linear)',
-             'multiply-accumulates of conv and linear layers, every call counted '
-             '(mmengine/fvcore "flops"; 1 MAC ~ 2 FLOPs)'),
+             'multiply-accumulates of conv (deformable, transposed too) and linear layers, every '
+             'call counted (mmengine/fvcore "flops"; 1 MAC ~ 2 FLOPs)'),
 }
 
 def _paper_reference() -> Dict[str, Dict[str, tuple]]:
@@ -651,7 +651,8 @@ def complexity_rows(targets: Iterable, input_shape: Optional[Sequence[int]] = No
         ``input_shape``, ``params``, ``paper_flops``, ``paper_cifar_flops``, ``macs``,
         ``ref_params_m`` and ``ref_gflops`` (the paper's printed values, see
         :data:`PAPER_REFERENCE`, or None), ``ref_convention`` (the convention of ``ref_gflops``,
-        see :data:`TABLE_CONVENTION`), ``unused_params`` and ``uncounted`` (see :func:`count_ops`).
+        see :data:`TABLE_CONVENTION`), ``unused_params``, ``uncounted`` (leaf types without a rule in
+        any convention) and ``uncounted_by_convention`` (per convention; see :func:`count_ops`).
     """
     rows = []
     for target in targets:
@@ -670,7 +671,8 @@ def complexity_rows(targets: Iterable, input_shape: Optional[Sequence[int]] = No
                 ref_params_m=ref[0], ref_gflops=ref[1],
                 ref_convention=TABLE_CONVENTION.get(task, 'paper'),
                 unused_params=counts['_unused_params'],
-                uncounted=sorted(set(counts['paper']['uncounted'] + counts['macs']['uncounted']))))
+                uncounted=sorted(set(counts['paper']['uncounted'] + counts['macs']['uncounted'])),
+                uncounted_by_convention={c: counts[c]['uncounted'] for c in _RULES}))
         del model
     return rows
 

@@ -157,8 +157,9 @@ def print_single(target, shape, conventions, num_classes=None, num_proposals=Non
     for conv in conventions:
         unit, description = CONVENTIONS[conv]
         print(f'  [{conv}] G{unit}: {totals[conv] / 1e9:.3f}  ({description})')
-    if row['uncounted']:
-        print(f'  note: no rule for {row["uncounted"]}, counted as 0')
+        if row['uncounted_by_convention'][conv]:
+            print(f'    note: no {conv} rule for {row["uncounted_by_convention"][conv]}, '
+                  'counted as 0')
     if row['unused_params']:
         print(f'  note: {row["unused_params"]} parameters belong to modules never called')
 
