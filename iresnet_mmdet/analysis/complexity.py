@@ -407,9 +407,10 @@ def _network_forward(model: nn.Module,
     """The forward to count: mmdet detectors without post-processing, others as they are.
 
     Single-stage detectors run mmdet's ``mode='tensor'`` (``extract_feat`` + head forward).
-    Two-stage detectors run ``extract_feat``, the RPN head's forward, and the RoI head's ``forward`` (mmdet's
-    ``mode='tensor'`` path) on :func:`proposal_count` fixed proposals instead of those the RPN
-    selects from an image: the count does not depend on data (selecting proposals has no MACs).
+    Two-stage detectors run ``extract_feat``, the RPN head's forward, and the RoI head's
+    ``forward`` (mmdet's ``mode='tensor'`` path) on :func:`proposal_count` fixed proposals instead
+    of those the RPN selects from an image: the count does not depend on data (selecting
+    proposals has no MACs).
     """
     from mmdet.models.detectors import BaseDetector, TwoStageDetector
     if isinstance(model, TwoStageDetector):
@@ -651,8 +652,8 @@ def complexity_rows(targets: Iterable, input_shape: Optional[Sequence[int]] = No
         ``input_shape``, ``params``, ``paper_flops``, ``paper_cifar_flops``, ``macs``,
         ``ref_params_m`` and ``ref_gflops`` (the paper's printed values, see
         :data:`PAPER_REFERENCE`, or None), ``ref_convention`` (the convention of ``ref_gflops``,
-        see :data:`TABLE_CONVENTION`), ``unused_params``, ``uncounted`` (leaf types without a rule in
-        any convention) and ``uncounted_by_convention`` (per convention; see :func:`count_ops`).
+        see :data:`TABLE_CONVENTION`), ``unused_params``, ``uncounted`` (leaf types without a rule
+        in any convention) and ``uncounted_by_convention`` (per convention; see :func:`count_ops`).
     """
     rows = []
     for target in targets:
