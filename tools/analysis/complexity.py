@@ -88,8 +88,9 @@ def fpn_rank(path):
     """Sort key of an FPN detector config: kind, DCN last, depth, mmdet's baseline first."""
     folder = osp.basename(osp.dirname(path.split('::')[-1]))
     kind = FPN_DETECTORS.index('faster_rcnn' if folder == 'dcn' else folder)
-    arch = osp.basename(path).split('_')[1]
-    depth = int(re.search(r'\d+', arch).group())
+    arch = (osp.basename(path).split('_') + [''])[1]
+    digits = re.search(r'\d+', arch)
+    depth = int(digits.group()) if digits else 0
     return (kind, 'dconv' in arch, depth, not path.startswith('mmdet::'), path)
 
 
