@@ -8,7 +8,8 @@ A generated block is written as::
 
 The command runs from the repository root (a leading ``.venv/bin/python`` runs as this test's
 interpreter) and the block must equal its standard output, stripped. Regenerate a stale block by
-running the command and pasting its output.
+running the command and pasting its output. Markers inside fenced code blocks are examples and
+are not checked.
 """
 import functools
 import re
@@ -22,13 +23,23 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 BLOCK = re.compile(r'<!-- generated: (?P<command>.+?) -->\n(?P<body>.*?)\n?<!-- /generated -->',
                    re.DOTALL)
+# A fenced code block (a page may show the markers as an example).
+FENCE = re.compile(r'^```.*?^```[^\n]*$', re.DOTALL | re.MULTILINE)
+
+
+def pages():
+    return [p for p in [REPO / 'README.md', *sorted((REPO / 'docs').glob('*.md'))] if p.is_file()]
+
+
+def page_text(page):
+    """The page without its fenced code blocks."""
+    return FENCE.sub('', page.read_text())
 
 
 def generated_blocks():
     """(page, command, body) of every generated block, in page order."""
-    pages = [REPO / 'README.md'] + sorted((REPO / 'docs').glob('*.md'))
     return [(page.relative_to(REPO).as_posix(), m['command'], m['body'])
-            for page in pages if page.is_file() for m in BLOCK.finditer(page.read_text())]
+            for page in pages() for m in BLOCK.finditer(page_text(page))]
 
 
 BLOCKS = generated_blocks()
@@ -45,11 +56,10 @@ def output_of(command):
 
 
 def test_docs_have_generated_tables():
-    pages = {page for page, _, _ in BLOCKS}
-    assert BLOCKS and 'docs/complexity.md' in pages, 'no <!-- generated: CMD --> block found'
-    unclosed = [page.name for page in [REPO / 'README.md', *(REPO / 'docs').glob('*.md')]
-                if page.is_file() and page.read_text().count('<!-- generated: ') !=
-                page.read_text().count('<!-- /generated -->')]
+    assert BLOCKS and 'docs/complexity.md' in {page for page, _, _ in BLOCKS}, (
+        'no <!-- generated: CMD --> block found')
+    unclosed = [page.name for page in pages() if page_text(page).count('<!-- generated: ') !=
+                page_text(page).count('<!-- /generated -->')]
     assert not unclosed, f'generated blocks without <!-- /generated --> in {unclosed}'
 
 
