@@ -100,10 +100,22 @@ def check_supported_model(model):
                         'number of detections per image')
 
 
-def fuse_conv_bn(model):
-    """Fold every BN into the conv before it (``mmcv.cnn.fuse_conv_bn``)."""
-    from mmcv.cnn import fuse_conv_bn as mmcv_fuse_conv_bn
-    return mmcv_fuse_conv_bn(model)
+def fuse_conv_bn(model, input_shape):
+    """Fold every BN into the conv before it, in place, after checking that this is exact.
+
+    Args:
+        model (torch.nn.Module): The detector.
+        input_shape (tuple[int, int]): ``(H, W)`` of the check image.
+
+    Raises:
+        ToolError: If folding changes the outputs (a block whose BN does not follow its conv).
+    """
+    from ..engine.fuse import FuseConvBNError, fuse_and_verify
+    try:
+        fuse_and_verify(model, tuple(input_shape))
+    except FuseConvBNError as exc:
+        raise ToolError(str(exc)) from None
+    return model
 
 
 def test_resize(cfg):

@@ -107,12 +107,18 @@ class Verifier:
             return DATASETS.build(dataset_cfg)
 
     def network_inputs(self, num_images, dataset=None):
-        """``(N, 3, H, W)`` float32 network inputs: resized test images, or synthetic ones."""
-        if dataset is not None:
-            paths = [dataset.get_data_info(i)['img_path']
-                     for i in range(min(num_images, len(dataset)))]
-            return np.stack([self.onnx.preprocess(read_image(p))[0] for p in paths])
-        return synthetic_inputs(num_images, (self.onnx.height, self.onnx.width))
+        """``(N, 3, H, W)`` float32 network inputs: resized test images, or synthetic ones.
+
+        Both get uniform noise of +-0.5 grey levels: in a flat image region many priors see the
+        same pixels and get exactly the same score, and the order in which NMS visits exact ties
+        is implementation-defined (mmcv sorts, onnxruntime keeps the index order).
+        """
+        if dataset is None:
+            return synthetic_inputs(num_images, (self.onnx.height, self.onnx.width))
+        paths = [dataset.get_data_info(i)['img_path']
+                 for i in range(min(num_images, len(dataset)))]
+        images = np.stack([self.onnx.preprocess(read_image(p))[0] for p in paths])
+        return tie_breaking_noise(images)
 
     # ---- checks ---------------------------------------------------------------------------------
 
@@ -231,13 +237,20 @@ def raw_error(model, raw_onnx_path, images, threads=None):
 
 
 def synthetic_inputs(num_images, input_shape):
-    """Deterministic smooth ``(N, 3, H, W)`` inputs (blocky colour noise, 0-255)."""
+    """Deterministic ``(N, 3, H, W)`` inputs: blocky colour noise, 0-255, plus fine noise."""
     rng = np.random.default_rng(0)
     coarse = rng.uniform(0, 255, (num_images, 3, 8, 8)).astype(np.float32)
     height, width = input_shape
     rows = np.linspace(0, 7, height).round().astype(int)
     cols = np.linspace(0, 7, width).round().astype(int)
-    return np.ascontiguousarray(coarse[:, :, rows][:, :, :, cols])
+    return tie_breaking_noise(coarse[:, :, rows][:, :, :, cols])
+
+
+def tie_breaking_noise(images, seed=0):
+    """``images`` plus deterministic uniform noise in [-0.5, 0.5) (see ``network_inputs``)."""
+    rng = np.random.default_rng(seed)
+    noise = rng.uniform(-0.5, 0.5, images.shape).astype(np.float32)
+    return np.ascontiguousarray(images + noise, dtype=np.float32)
 
 
 def export_raw(model, path, input_shape):

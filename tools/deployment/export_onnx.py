@@ -39,7 +39,8 @@ def parse_args(argv=None):
     parser.add_argument('--dynamic-batch', action='store_true',
                         help='a variable batch size (default: batch 1)')
     parser.add_argument('--fuse-conv-bn', action='store_true',
-                        help='fold each BN into the conv before it (mmcv.cnn.fuse_conv_bn)')
+                        help='fold each BN into the conv before it (mmcv.cnn.fuse_conv_bn; '
+                        'refused where that changes the outputs)')
     parser.add_argument('--raw', action='store_true',
                         help='export the head outputs only (no decoding, no NMS)')
     parser.add_argument('--verify', type=int, default=0, metavar='N',
@@ -63,10 +64,10 @@ def main(argv=None):
         raise cli.ToolError(f"--out '{args.out}' is a directory; give the ONNX file to write")
     start = time.perf_counter()
     model, cfg, ckpt = export.load_detector(args.config, args.checkpoint, args.cfg_options)
+    input_shape = tuple(args.shape) if args.shape else export.default_input_shape(cfg, model)
     reference = model  # verification compares with the model as trained, before any fusion
     if args.fuse_conv_bn:
-        model = export.fuse_conv_bn(copy.deepcopy(model) if args.verify else model)
-    input_shape = tuple(args.shape) if args.shape else export.default_input_shape(cfg, model)
+        model = export.fuse_conv_bn(copy.deepcopy(model) if args.verify else model, input_shape)
     graph = export.build_graph(model, input_shape, raw=args.raw)
     props = export.metadata(cfg, ckpt, model, input_shape, args.raw, args.config)
     export.export_onnx(graph, args.out, input_shape, props, dynamic_batch=args.dynamic_batch)
