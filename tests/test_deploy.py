@@ -48,9 +48,9 @@ def export(*argv):
     return status, out.getvalue()
 
 
-def run_tool(*argv, env=None):
+def run_tool(*argv):
     return subprocess.run([sys.executable, *[str(a) for a in argv]], capture_output=True,
-                          text=True, cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS='1', **(env or {})))
+                          text=True, cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS='1'))
 
 
 def report_numbers(text):
