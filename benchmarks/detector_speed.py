@@ -434,6 +434,12 @@ def main(argv=None):
         measure(entries, args.warmup, args.repeats)
     except FuseConvBNError as exc:
         raise cli.ToolError(f'variant fuse-conv-bn: {exc}') from None
+    except ValueError as exc:
+        if 'Expected more than 1 value per channel' not in str(exc):
+            raise
+        raise cli.ToolError(f'--batch {args.batch} cannot train: a BatchNorm sees a single value '
+                            'per channel (e.g. at the 1x1 end of SSD\'s extra layers); use '
+                            '--batch 2 or more for --mode train') from None
     except torch._dynamo.exc.TorchDynamoException as exc:
         first = ' '.join(str(exc).split())[:300]
         raise cli.ToolError(f'torch.compile failed ({type(exc).__name__}: {first}); drop '
