@@ -32,7 +32,9 @@ def read_official_keys(arch):
 
 
 def state_shapes(module):
-    return [(k, tuple(v.shape)) for k, v in module.state_dict().items()]
+    """Key -> shape. Loading goes by name; the registration order differs from the authors'
+    where a block registers a norm first, so that mmcv's conv-BN fusion pairs the right modules."""
+    return {k: tuple(v.shape) for k, v in module.state_dict().items()}
 
 
 @pytest.mark.parametrize('arch', [
@@ -41,7 +43,8 @@ def state_shapes(module):
 ])
 def test_state_dict_equals_official_keys(arch):
     model = build_classifier(arch)
-    assert state_shapes(model) == read_official_keys(arch)
+    assert state_shapes(model) == dict(read_official_keys(arch))
+    assert len(model.state_dict()) == len(read_official_keys(arch))
     assert model.eval() is model and not model.training
     # An official checkpoint loads with strict=True; the backbone has the same keys without fc.
     model.load_state_dict(
@@ -51,8 +54,8 @@ def test_state_dict_equals_official_keys(arch):
                      'resgroup': 'ResGroup', 'resgroupfix': 'ResGroupFix',
                      'iresgroup': 'iResGroup', 'iresgroupfix': 'iResGroupFix'}[family]
     backbone = MODELS.build(dict(type=backbone_type, depth=int(depth)))
-    assert state_shapes(backbone) == [
-        ks for ks in read_official_keys(arch) if not ks[0].startswith('fc.')]
+    assert state_shapes(backbone) == {
+        k: s for k, s in read_official_keys(arch) if not k.startswith('fc.')}
 
 
 @pytest.mark.parametrize('arch, params_m', [

@@ -22,6 +22,7 @@ The named networks of the paper (:mod:`.variants`) are thin presets of these swi
 and state-dict names equal the authors' released models, so their ImageNet checkpoints load as is.
 """
 import dataclasses
+import warnings
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple, Union
 
@@ -29,7 +30,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torch.utils.checkpoint as cp
-from mmcv.cnn import build_conv_layer, build_norm_layer
+from mmcv.cnn import build_conv_layer, build_norm_layer, build_plugin_layer
 from mmengine.model import BaseModule
 from mmengine.model.weight_init import constant_init
 from torch.nn.modules.batchnorm import _BatchNorm
@@ -40,16 +41,20 @@ LAYOUTS = ('resnet', 'preact', 'stage')
 SHORTCUTS = ('conv', 'pool')
 BLOCKS = ('basic', 'bottleneck', 'group')
 DIMS = (2, 3)
+STYLES = ('pytorch', 'caffe')
+
+
+class BackboneConfigError(ValueError):
+    """A backbone argument that cannot work, with a message naming the fix."""
 
 
 class MaxPool2d(nn.MaxPool2d):
     """``nn.MaxPool2d`` that pools in channels-last layout on the CPU.
 
     PyTorch's CPU max-pool kernel is about 10x slower on NCHW-contiguous tensors than on
-    channels-last ones (measured here: 19 ms against 1.6 ms for a 4x256x56x56 input; with stride 1
-    as in the SSD cut, 56 ms against 5 ms); the improved shortcut has one pool per stage, so this
-    matters. Results and gradients are those of ``nn.MaxPool2d``; the output keeps the input's
-    memory layout.
+    channels-last ones (torch 2.x; see docs/speed_memory.md for measured figures); the improved
+    shortcut has one pool per stage, so this matters. Results and gradients are those of
+    ``nn.MaxPool2d``; the output keeps the input's memory layout.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -100,7 +105,8 @@ def preact_placement(stage: int, index: int, num_blocks: int, last_stage: bool) 
 
     A stage's first block pre-activates before the split, so its projection shortcut sees the
     normalised input (He et al. 2016). The network's very first block needs no pre-activation: the
-    stem already ends with norm + ReLU. The final norm + ReLU is the last block's post-addition norm.
+    stem already ends with norm + ReLU. The final norm + ReLU is the last block's post-addition
+    norm.
     """
     first_of_network = stage == 0 and index == 0
     last_of_network = last_stage and index == num_blocks - 1
@@ -125,8 +131,8 @@ def stage_placement(stage: int, index: int, num_blocks: int, last_stage: bool) -
     * end (last): like a middle block, then norm + ReLU after the addition.
     """
     if num_blocks < 2:
-        raise ValueError('the stage layout needs at least 2 blocks per stage (a start and an end '
-                         f'block), got {num_blocks}')
+        raise BackboneConfigError('the stage layout needs at least 2 blocks per stage (a start '
+                                  f'and an end block), got {num_blocks}')
     if index == 0:
         return Placement(branch_norm=True, post_act=False)
     end = index == num_blocks - 1
@@ -144,13 +150,14 @@ PLACEMENTS = dict(resnet=resnet_placement, preact=preact_placement, stage=stage_
 
 @dataclass(frozen=True)
 class ConvSpec:
-    """One conv of a residual branch."""
+    """One conv of a residual branch; ``conv_cfg`` (e.g. a DCN) replaces the block's conv type."""
     in_channels: int
     out_channels: int
     kernel_size: int
     stride: Size = 1
     dilation: int = 1
     groups: int = 1
+    conv_cfg: Optional[dict] = None
 
 
 @dataclass(frozen=True)
@@ -180,15 +187,20 @@ IMAGENET_STEM = StemSpec()
 
 
 def branch_convs(block: str, in_channels: int, width: int, out_channels: int, stride: Size,
-                 dilation: int, groups: int) -> List[ConvSpec]:
-    """The convs of a building block's residual branch (stride on the 3x3, "pytorch style").
+                 dilation: int, groups: int, style: str = 'pytorch') -> List[ConvSpec]:
+    """The convs of a building block's residual branch.
 
-    Kernels are 3 or 1 in every dimension: 3x3 / 1x1 in 2D, 3x3x3 / 1x1x1 in 3D."""
+    ``style='pytorch'`` strides the 3x3 conv (the authors' models, torchvision); ``'caffe'``
+    strides the first 1x1 of bottleneck and ResGroup blocks (mmdet's caffe style; a basic block
+    strides its first conv either way). Kernels are 3 or 1 in every dimension: 3x3 / 1x1 in 2D,
+    3x3x3 / 1x1x1 in 3D.
+    """
     if block == 'basic':
         return [ConvSpec(in_channels, width, 3, stride, dilation),
                 ConvSpec(width, out_channels, 3)]
-    return [ConvSpec(in_channels, width, 1),
-            ConvSpec(width, width, 3, stride, dilation, groups),
+    stride_1x1, stride_3x3 = (1, stride) if style == 'pytorch' else (stride, 1)
+    return [ConvSpec(in_channels, width, 1, stride_1x1),
+            ConvSpec(width, width, 3, stride_3x3, dilation, groups),
             ConvSpec(width, out_channels, 1)]
 
 
@@ -240,7 +252,9 @@ class ResidualBlock(BaseModule):
 
     Module names follow the authors' models: ``bn0`` (pre-norm), ``conv{i}`` / ``bn{i}`` (the i-th
     conv and its norm; the last norm sits either inside the branch or after the addition) and
-    ``downsample`` (the projection shortcut, or ``None``).
+    ``downsample`` (the projection shortcut, or ``None``). Plugins (mmdet's ``plugins``) are named
+    by mmcv's ``build_plugin_layer`` and run after the i-th conv (after its norm and ReLU; after the
+    last conv, before the addition).
 
     Args:
         convs: the branch convs, see :func:`branch_convs`.
@@ -249,6 +263,7 @@ class ResidualBlock(BaseModule):
         conv_cfg: config of the conv layers.
         norm_cfg: config of the norm layers.
         with_cp: use activation checkpointing (saves memory, costs a recomputation).
+        plugins: plugin layers, each ``dict(cfg=..., position='after_conv{i}')``.
         init_cfg: initialisation config.
     """
 
@@ -259,29 +274,60 @@ class ResidualBlock(BaseModule):
                  conv_cfg: Optional[dict] = None,
                  norm_cfg: dict = dict(type='BN'),
                  with_cp: bool = False,
+                 plugins: Sequence[dict] = (),
                  init_cfg=None):
         super().__init__(init_cfg)
         self.placement = placement
         self.with_cp = with_cp
         self.num_convs = len(convs)
+        # mmcv's fuse_conv_bn folds a norm into the conv registered just before it: norms that
+        # do not normalise a conv's output (bn0, a post-addition norm) are registered first.
         self.pre_norm_name = None
         if placement.pre_norm:
             self.pre_norm_name, norm = build_norm_layer(norm_cfg, convs[0].in_channels, postfix=0)
             self.add_module(self.pre_norm_name, norm)
+        post_norm_name = None
+        if placement.post_norm:
+            post_norm_name, norm = build_norm_layer(
+                norm_cfg, convs[-1].out_channels, postfix=len(convs))
+            self.add_module(post_norm_name, norm)
         self.norm_names = []
         for i, spec in enumerate(convs, start=1):
             conv = build_conv_layer(
-                conv_cfg, spec.in_channels, spec.out_channels, spec.kernel_size,
+                spec.conv_cfg or conv_cfg, spec.in_channels, spec.out_channels, spec.kernel_size,
                 stride=spec.stride, padding=spec.dilation * (spec.kernel_size // 2),
                 dilation=spec.dilation, groups=spec.groups, bias=False)
             self.add_module(f'conv{i}', conv)
-            last = i == len(convs)
-            if not last or placement.branch_norm or placement.post_norm:
+            if i < len(convs) or placement.branch_norm:
                 name, norm = build_norm_layer(norm_cfg, spec.out_channels, postfix=i)
                 self.add_module(name, norm)
                 self.norm_names.append(name)
+        if post_norm_name:
+            self.norm_names.append(post_norm_name)
         self.relu = ReLU(inplace=True)
         self.downsample = downsample
+        self.plugin_names = self._make_plugins(convs, plugins)
+
+    def _make_plugins(self, convs: Sequence[ConvSpec],
+                      plugins: Sequence[dict]) -> List[List[str]]:
+        """Build the plugins; names per conv, in mmdet's order (by position, then as given)."""
+        names = [[] for _ in convs]
+        positions = plugin_positions(len(convs))
+        for position in positions:
+            for plugin in plugins:
+                if plugin['position'] != position:
+                    continue
+                cfg = dict(plugin['cfg'])
+                index = positions.index(position)
+                name, layer = build_plugin_layer(
+                    cfg, postfix=cfg.pop('postfix', ''), in_channels=convs[index].out_channels)
+                if hasattr(self, name):
+                    raise BackboneConfigError(
+                        f"duplicate plugin name '{name}' in a block; give plugins of the same "
+                        "type different cfg.postfix values")
+                self.add_module(name, layer)
+                names[index].append(name)
+        return names
 
     @property
     def last_norm(self) -> Optional[nn.Module]:
@@ -289,6 +335,11 @@ class ResidualBlock(BaseModule):
         if len(self.norm_names) < self.num_convs:
             return None
         return getattr(self, self.norm_names[-1])
+
+    def _plugins(self, x: torch.Tensor, index: int) -> torch.Tensor:
+        for name in self.plugin_names[index]:
+            x = getattr(self, name)(x)
+        return x
 
     def _branch(self, x: torch.Tensor) -> torch.Tensor:
         out = x
@@ -298,6 +349,7 @@ class ResidualBlock(BaseModule):
                 out = self.relu(getattr(self, self.norm_names[i - 1])(out))
             elif self.placement.branch_norm:
                 out = self.last_norm(out)
+            out = self._plugins(out, i - 1)
         return out
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -323,6 +375,11 @@ class ResidualBlock(BaseModule):
         if self.with_cp and x.requires_grad:
             return cp.checkpoint(self._forward, x, use_reentrant=False)
         return self._forward(x)
+
+
+def plugin_positions(num_convs: int) -> List[str]:
+    """The plugin positions of a block with ``num_convs`` convs: ``after_conv1`` ..."""
+    return [f'after_conv{i}' for i in range(1, num_convs + 1)]
 
 
 @MODELS.register_module()
@@ -359,17 +416,36 @@ class ResidualNetwork(BaseModule):
             unchanged.
         dilations: dilation of the 3x3 conv of each stage.
         out_indices: stages whose outputs are returned; ``None``: every stage.
+        style: ``'pytorch'`` (stride on the 3x3 conv, the authors' models) or ``'caffe'`` (stride
+            on the first 1x1 of bottleneck and ResGroup blocks), as in mmdet's ``ResNet``.
+        deep_stem: replace the stem conv by three 3x3 convs (``stem``, mmdet's ``ResNetV1d``
+            layout: ``stem_channels // 2``, ``stem_channels // 2``, ``stem_channels``; the first
+            takes the stem's stride).
+        avg_down: downsample projection shortcuts by average pooling (kernel = stride) before a
+            stride-1 1x1 conv, as mmdet. Not with ``shortcut='pool'``, which already pools.
         frozen_stages: stages to freeze (no gradient, norm in eval mode); 0 freezes the stem,
             -1 nothing.
         conv_cfg: config of conv layers; ``None``: ``Conv2d``, or ``Conv3d`` when ``dims=3``.
         norm_cfg: config of norm layers (BN, SyncBN, GN, ...); with ``dims=3``, BN means BN3d.
         norm_eval: keep norm layers in eval mode during training (frozen statistics).
+        dcn: a deformable conv config (mmcv's ``dict(type='DCN', deform_groups=1)`` or ``'DCNv2'``)
+            that replaces the 3x3 conv of bottleneck and ResGroup blocks (keeping its groups) in
+            the stages of ``stage_with_dcn``; ``fallback_on_stride=True`` keeps a plain conv where
+            that 3x3 is strided. 2D only.
+        stage_with_dcn: per stage, whether its blocks use ``dcn``.
+        plugins: mmcv plugin layers as in mmdet's ``ResNet``: a list of ``dict(cfg=...,
+            position='after_conv1' | 'after_conv2' | 'after_conv3', stages=(bool per stage))``
+            (``stages`` omitted: every stage; basic blocks have ``after_conv1`` and
+            ``after_conv2``).
+            Several plugins of one type need distinct ``cfg.postfix`` values.
         with_cp: activation checkpointing in every block: only each block's input is kept for the
             backward pass, the rest is recomputed (about one extra forward).
         zero_init_residual: zero the norm that ends each residual branch so that blocks start as
             identities. Only possible where every branch ends in a norm (``layout='resnet'``).
+        pretrained: deprecated (as in mmdet): a checkpoint path, turned into
+            ``init_cfg=dict(type='Pretrained', checkpoint=pretrained)`` with a warning.
         init_cfg: initialisation config. The default is the authors' (Kaiming normal, fan_out, for
-            convs; weight 1, bias 0 for norms).
+            convs; weight 1, bias 0 for norms; the offsets of deformable convs start at zero).
         dims: 2 (images, ``(N, C, H, W)``) or 3 (clips, ``(N, C, T, H, W)``: 3D convs, norms and
             max-pools, 3x3x3 kernels in the blocks); ``None`` takes the preset's.
         stem: a :class:`StemSpec`, or a dict of some of its fields that replace the preset's
@@ -380,6 +456,10 @@ class ResidualNetwork(BaseModule):
             ``blocks / k + k`` block activations: ``k ~ sqrt(blocks per stage)`` is the minimum,
             for the same extra forward. For extreme depths (a 3002-layer CIFAR net) where even one
             input per block does not fit.
+
+    Unlike mmdet's ``ResNet``, ``zero_init_residual`` defaults to ``False`` (the authors' default;
+    the stage layouts cannot zero-initialise their middle blocks) and ``out_indices`` to every
+    stage.
     """
 
     arch_settings = {
@@ -420,23 +500,26 @@ class ResidualNetwork(BaseModule):
                  strides: Optional[Sequence[Size]] = None,
                  dilations: Sequence[int] = (1, 1, 1, 1),
                  out_indices: Optional[Sequence[int]] = None,
+                 style: str = 'pytorch',
+                 deep_stem: bool = False,
+                 avg_down: bool = False,
                  frozen_stages: int = -1,
                  conv_cfg: Optional[dict] = None,
                  norm_cfg: dict = dict(type='BN', requires_grad=True),
                  norm_eval: bool = True,
+                 dcn: Optional[dict] = None,
+                 stage_with_dcn: Sequence[bool] = (False, False, False, False),
+                 plugins: Optional[Sequence[dict]] = None,
                  with_cp: bool = False,
                  zero_init_residual: bool = False,
+                 pretrained: Optional[str] = None,
                  init_cfg=None,
                  dims: Optional[int] = None,
                  stem: Union[StemSpec, dict, None] = None,
                  cp_blocks: int = 1):
         dims = dims or self.default_dims
         _check_choice('dims', dims, DIMS)
-        if init_cfg is None:
-            init_cfg = [
-                dict(type='Kaiming', layer=f'Conv{dims}d', mode='fan_out', nonlinearity='relu'),
-                dict(type='Constant', val=1, layer=['_BatchNorm', 'GroupNorm'])
-            ]
+        init_cfg = _init_cfg(pretrained, init_cfg, dims, type(self).__name__)
         super().__init__(init_cfg)
         default_block, stage_blocks = self.depth_setting(depth)
         layout = layout or self.default_layout
@@ -445,10 +528,12 @@ class ResidualNetwork(BaseModule):
         _check_choice('layout', layout, LAYOUTS)
         _check_choice('shortcut', shortcut, SHORTCUTS)
         _check_choice('block', block, BLOCKS)
+        _check_choice('style', style, STYLES)
         num_stages = len(stage_blocks) if num_stages is None else num_stages
         if not 1 <= num_stages <= len(stage_blocks):
-            raise ValueError(f'num_stages must be between 1 and {len(stage_blocks)} (the stages of '
-                             f'depth {depth}), got {num_stages}')
+            raise BackboneConfigError(
+                f'num_stages must be between 1 and {len(stage_blocks)} (the stages of depth '
+                f'{depth}), got {num_stages}')
         self.dims = dims
         stem = self._stem_spec(stem)
         stem_pool = self._use_stem_pool(stem_pool, shortcut, stem)
@@ -461,23 +546,32 @@ class ResidualNetwork(BaseModule):
         out_indices = tuple(range(num_stages)) if out_indices is None else out_indices
         for name, value in (('strides', strides), ('dilations', dilations), ('groups', groups)):
             if len(value) < num_stages:
-                raise ValueError(f'{name} needs one value per stage ({num_stages}), got {value}')
+                raise BackboneConfigError(
+                    f'{name} needs one value per stage ({num_stages}), got {value}')
         if max(out_indices) >= num_stages or min(out_indices) < 0:
-            raise ValueError(f'out_indices {tuple(out_indices)} must lie in [0, {num_stages})')
+            raise BackboneConfigError(
+                f'out_indices {tuple(out_indices)} must lie in [0, {num_stages})')
         if not (isinstance(cp_blocks, int) and cp_blocks >= 1):
-            raise ValueError(f'cp_blocks must be an int >= 1 (blocks per checkpoint), got '
-                             f'{cp_blocks!r}')
+            raise BackboneConfigError(
+                f'cp_blocks must be an int >= 1 (blocks per checkpoint), got {cp_blocks!r}')
         if zero_init_residual and layout != 'resnet':
-            raise ValueError(
+            raise BackboneConfigError(
                 f"zero_init_residual=True needs every residual branch to end in a norm, but with "
                 f"layout='{layout}' the middle blocks' branches end in a conv (their norm is the "
                 f"next block's bn0); the authors' code crashes here. Use zero_init_residual=False.")
+        if avg_down and shortcut == 'pool':
+            raise BackboneConfigError(
+                "avg_down=True average-pools the projection shortcut, but shortcut='pool' (the "
+                "paper's improved shortcut) already max-pools it; use one of them: avg_down=False, "
+                "or shortcut='conv' with avg_down=True")
+        _check_dcn(dcn, stage_with_dcn, num_stages, block, dims, conv_cfg)
+        _check_plugins(plugins, num_stages, len(branch_convs(block, 1, 1, 1, 1, 1, 1)))
 
         self.depth = depth
         self.layout = layout
         self.shortcut = shortcut
         self.block = block
-        self.stem = stem
+        self.stem_spec = stem
         self.stem_pool = stem_pool
         self.stage_blocks = stage_blocks[:num_stages]
         self.num_stages = num_stages
@@ -485,10 +579,16 @@ class ResidualNetwork(BaseModule):
         self.dilations = tuple(dilations)
         self.groups = groups
         self.out_indices = tuple(out_indices)
+        self.style = style
+        self.deep_stem = deep_stem
+        self.avg_down = avg_down
         self.frozen_stages = frozen_stages
         self.conv_cfg = dict(type='Conv3d') if conv_cfg is None and dims == 3 else conv_cfg
         self.norm_cfg = _norm_cfg_for_dims(norm_cfg, dims)
         self.norm_eval = norm_eval
+        self.dcn = dcn
+        self.stage_with_dcn = tuple(stage_with_dcn)
+        self.plugins = plugins
         self.with_cp = with_cp
         self.cp_blocks = cp_blocks
         self.zero_init_residual = zero_init_residual
@@ -496,36 +596,44 @@ class ResidualNetwork(BaseModule):
         base_channels = base_channels or self.default_base_channels
         stem_channels = stem_channels or base_channels
         self._make_stem(in_channels, stem_channels)
-        placement = PLACEMENTS[layout]
         channels = stem_channels
-        stage_channels = []
         self.res_layers = []
+        stage_channels = []
         for i in range(num_stages):
-            width, out_channels = block_widths(block, base_channels, i)
-            blocks = []
-            for j in range(self.stage_blocks[i]):
-                first = j == 0
-                stride = strides[i] if first else 1
-                shortcut_module = None
-                if first:
-                    shortcut_module = self._make_shortcut(channels, out_channels, stride,
-                                                          arch_strides[i])
-                blocks.append(
-                    ResidualBlock(
-                        branch_convs(block, channels, width, out_channels, stride,
-                                     self.dilations[i], groups[i]),
-                        placement(i, j, self.stage_blocks[i], i == num_stages - 1),
-                        shortcut_module, self.conv_cfg, self.norm_cfg,
-                        with_cp and cp_blocks == 1))
-                channels = out_channels
+            layer, channels = self._make_stage(i, channels, base_channels, arch_strides[i])
             layer_name = f'layer{i + 1}'
-            self.add_module(layer_name, nn.Sequential(*blocks))
+            self.add_module(layer_name, layer)
             self.res_layers.append(layer_name)
-            stage_channels.append(out_channels)
+            stage_channels.append(channels)
         #: Output channels of each built stage (for the neck's ``in_channels``).
         self.out_channels = tuple(stage_channels)
         self.feat_dim = stage_channels[-1]
         self._freeze_stages()
+
+    def _make_stage(self, i: int, in_channels: int, base_channels: int,
+                    arch_stride: Size) -> Tuple[nn.Sequential, int]:
+        """Stage ``i`` (0-based) and its output channels."""
+        width, out_channels = block_widths(self.block, base_channels, i)
+        placement = PLACEMENTS[self.layout]
+        plugins = stage_plugins(self.plugins, i)
+        blocks = []
+        channels = in_channels
+        for j in range(self.stage_blocks[i]):
+            stride = self.strides[i] if j == 0 else 1
+            shortcut = None
+            if j == 0:
+                shortcut = self._make_shortcut(channels, out_channels, stride, arch_stride)
+            convs = branch_convs(self.block, channels, width, out_channels, stride,
+                                 self.dilations[i], self.groups[i], self.style)
+            if self.dcn is not None and self.stage_with_dcn[i]:
+                convs = with_dcn(convs, self.dcn)
+            blocks.append(
+                ResidualBlock(
+                    convs, placement(i, j, self.stage_blocks[i], i == self.num_stages - 1),
+                    shortcut, self.conv_cfg, self.norm_cfg, self.with_cp and self.cp_blocks == 1,
+                    plugins))
+            channels = out_channels
+        return nn.Sequential(*blocks), out_channels
 
     @classmethod
     def depth_setting(cls, depth: int) -> Tuple[str, Tuple[int, ...]]:
@@ -539,8 +647,9 @@ class ResidualNetwork(BaseModule):
         """A size or stride as the modules get it: 2D keeps ints (module attributes as in the
         authors' models), 3D always gets one value per dimension ``(t, h, w)``."""
         if isinstance(value, (tuple, list)) and len(value) != self.dims:
-            raise ValueError(f'{tuple(value)} has {len(value)} values but the network is '
-                             f'{self.dims}D; give one value per dimension or a single int')
+            raise BackboneConfigError(
+                f'{tuple(value)} has {len(value)} values but the network is {self.dims}D; give '
+                'one value per dimension or a single int')
         if self.dims == 2:
             return tuple(value) if isinstance(value, list) else value
         return _as_tuple(value, self.dims)
@@ -552,7 +661,8 @@ class ResidualNetwork(BaseModule):
             fields = {f.name for f in dataclasses.fields(StemSpec)}
             unknown = sorted(set(stem) - fields)
             if unknown:
-                raise ValueError(f'unknown stem field(s) {unknown}; valid: {sorted(fields)}')
+                raise BackboneConfigError(
+                    f'unknown stem field(s) {unknown}; valid: {sorted(fields)}')
             spec = dataclasses.replace(self.default_stem, **stem)
         values = {f.name: getattr(spec, f.name) for f in dataclasses.fields(StemSpec)}
         return StemSpec(**{k: v if v is None else self._size(v) for k, v in values.items()})
@@ -563,8 +673,9 @@ class ResidualNetwork(BaseModule):
         if stem_pool is None:
             return shortcut == 'conv' and has_pool
         if stem_pool and not has_pool:
-            raise ValueError('stem_pool=True, but the stem has no max-pool (pool_kernel=None); '
-                             'give stem=dict(pool_kernel=...) or leave stem_pool unset')
+            raise BackboneConfigError(
+                'stem_pool=True, but the stem has no max-pool (pool_kernel=None); give '
+                'stem=dict(pool_kernel=...) or leave stem_pool unset')
         return stem_pool
 
     def _arch_strides(self, stem: StemSpec, stem_pool: bool) -> Tuple[Size, ...]:
@@ -575,15 +686,32 @@ class ResidualNetwork(BaseModule):
         return tuple(strides)
 
     def _make_stem(self, in_channels: int, stem_channels: int) -> None:
-        stem = self.stem
-        self.conv1 = build_conv_layer(
-            self.conv_cfg, in_channels, stem_channels, stem.kernel_size, stride=stem.stride,
-            padding=stem.padding, bias=False)
-        self.norm1_name, norm1 = build_norm_layer(self.norm_cfg, stem_channels, postfix=1)
-        self.add_module(self.norm1_name, norm1)
+        stem = self.stem_spec
+        if self.deep_stem:
+            self.stem = self._deep_stem(in_channels, stem_channels)
+        else:
+            self.conv1 = build_conv_layer(
+                self.conv_cfg, in_channels, stem_channels, stem.kernel_size, stride=stem.stride,
+                padding=stem.padding, bias=False)
+            self.norm1_name, norm1 = build_norm_layer(self.norm_cfg, stem_channels, postfix=1)
+            self.add_module(self.norm1_name, norm1)
         self.relu = nn.ReLU(inplace=True)
         if self.stem_pool:
             self.maxpool = self._max_pool(stem.pool_kernel, stem.pool_stride, stem.pool_padding)
+
+    def _deep_stem(self, in_channels: int, stem_channels: int) -> nn.Sequential:
+        """Three conv-norm-ReLU with 3x3 kernels, mmdet's ``deep_stem`` layout (``stem.{0..8}``)."""
+        widths = (in_channels, stem_channels // 2, stem_channels // 2, stem_channels)
+        layers = []
+        for i in range(3):
+            layers += [
+                build_conv_layer(self.conv_cfg, widths[i], widths[i + 1], 3,
+                                 stride=self.stem_spec.stride if i == 0 else 1, padding=1,
+                                 bias=False),
+                build_norm_layer(self.norm_cfg, widths[i + 1])[1],
+                nn.ReLU(inplace=True)
+            ]
+        return nn.Sequential(*layers)
 
     def _max_pool(self, kernel_size: Size, stride: Size, padding: Size) -> nn.Module:
         return MAX_POOLS[self.dims](kernel_size=kernel_size, stride=stride, padding=padding)
@@ -601,12 +729,20 @@ class ResidualNetwork(BaseModule):
         use_pool = self.shortcut == 'pool' and (is_strided(stride) or is_strided(arch_stride))
         if not is_strided(stride) and in_channels == out_channels and not use_pool:
             return None
+        if self.avg_down:
+            return nn.Sequential(self._avg_pool(stride),
+                                 *self._projection(in_channels, out_channels, 1))
         pool = self._shortcut_pool(stride, arch_stride) if use_pool else None
         if in_channels == out_channels:
             return pool if pool is not None else self._projection(in_channels, out_channels, stride)
         if pool is not None:
             return nn.Sequential(pool, *self._projection(in_channels, out_channels, 1))
         return self._projection(in_channels, out_channels, stride)
+
+    def _avg_pool(self, stride: Size) -> nn.Module:
+        """mmdet's ``avg_down`` pool (kept at stride 1 too, so that its checkpoints' keys fit)."""
+        pool = nn.AvgPool2d if self.dims == 2 else nn.AvgPool3d
+        return pool(kernel_size=stride, stride=stride, ceil_mode=True, count_include_pad=False)
 
     def _shortcut_pool(self, stride: Size, arch_stride: Size) -> nn.Module:
         """The improved shortcut's max-pool: 3 wide along the strided dimensions, 1 along the
@@ -629,7 +765,7 @@ class ResidualNetwork(BaseModule):
     def _freeze_stages(self) -> None:
         modules = []
         if self.frozen_stages >= 0:
-            modules += [self.conv1, self.norm1]
+            modules += [self.stem] if self.deep_stem else [self.conv1, self.norm1]
         modules += [getattr(self, f'layer{i}') for i in range(1, self.frozen_stages + 1)]
         for m in modules:
             m.eval()
@@ -639,13 +775,19 @@ class ResidualNetwork(BaseModule):
     def init_weights(self) -> None:
         super().init_weights()
         pretrained = isinstance(self.init_cfg, dict) and self.init_cfg.get('type') == 'Pretrained'
-        if self.zero_init_residual and not pretrained:
+        if pretrained:
+            return
+        if self.zero_init_residual:
             for m in self.modules():
                 if isinstance(m, ResidualBlock) and m.placement.branch_norm:
                     constant_init(m.last_norm, 0)
+        for m in self.modules():
+            # the network's Kaiming init also reached the offset convs of DCN (v1) layers
+            if isinstance(getattr(m, 'conv_offset', None), nn.Conv2d):
+                constant_init(m.conv_offset, 0)
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        x = self.relu(self.norm1(self.conv1(x)))
+        x = self.stem(x) if self.deep_stem else self.relu(self.norm1(self.conv1(x)))
         if self.stem_pool:
             x = self.maxpool(x)
         outs = []
@@ -683,4 +825,95 @@ def _norm_cfg_for_dims(norm_cfg: dict, dims: int) -> dict:
 
 def _check_choice(name: str, value, choices: Sequence) -> None:
     if value not in choices:
-        raise ValueError(f'unknown {name} {value!r}; choose one of {list(choices)}')
+        raise BackboneConfigError(f'unknown {name} {value!r}; choose one of {list(choices)}')
+
+
+#: Checkpoint prefixes of mmdet's base configs (ResNet weights: they do not fit these networks).
+RESNET_CHECKPOINT_PREFIXES = ('torchvision://', 'open-mmlab://', 'mmcls://')
+
+
+def _init_cfg(pretrained: Optional[str], init_cfg, dims: int, name: str):
+    """The init config: mmdet's deprecated ``pretrained``, the given one, or the authors'."""
+    if pretrained is not None:
+        if init_cfg is not None:
+            raise BackboneConfigError(
+                'init_cfg and pretrained cannot both be set; drop pretrained and use '
+                "init_cfg=dict(type='Pretrained', checkpoint=...)")
+        if not isinstance(pretrained, str):
+            raise BackboneConfigError(
+                f'pretrained must be a checkpoint path (str) or None, got {pretrained!r}')
+        warnings.warn('DeprecationWarning: pretrained is deprecated, please use "init_cfg" '
+                      'instead')
+        return dict(type='Pretrained', checkpoint=pretrained)
+    if init_cfg is None:
+        return [
+            dict(type='Kaiming', layer=f'Conv{dims}d', mode='fan_out', nonlinearity='relu'),
+            dict(type='Constant', val=1, layer=['_BatchNorm', 'GroupNorm'])
+        ]
+    checkpoint = init_cfg.get('checkpoint') if isinstance(init_cfg, dict) else None
+    if isinstance(checkpoint, str) and checkpoint.startswith(RESNET_CHECKPOINT_PREFIXES):
+        warnings.warn(
+            f'init_cfg loads {checkpoint}, the weights of another network (ResNet), into {name}: '
+            'only the keys that happen to match would load. Set init_cfg=dict(type=\'Pretrained\', '
+            "checkpoint='checkpoints/<name>.pth') with the authors' converted checkpoint "
+            '(docs/converter.md), or init_cfg=None to train from scratch')
+    return init_cfg
+
+
+def _check_dcn(dcn: Optional[dict], stage_with_dcn: Sequence[bool], num_stages: int, block: str,
+               dims: int, conv_cfg: Optional[dict]) -> None:
+    if dcn is None:
+        return
+    if not isinstance(dcn, dict) or 'type' not in dcn:
+        raise BackboneConfigError(
+            f"dcn must be a conv config such as dict(type='DCNv2', deform_groups=1), got {dcn!r}")
+    if len(stage_with_dcn) != num_stages:
+        raise BackboneConfigError(
+            f'stage_with_dcn needs one bool per stage ({num_stages}), got '
+            f'{tuple(stage_with_dcn)}; e.g. '
+            f'stage_with_dcn={(False, ) + (True, ) * (num_stages - 1)}')
+    if block == 'basic':
+        raise BackboneConfigError(
+            'dcn replaces the 3x3 conv of bottleneck and ResGroup blocks; basic blocks (depths 18 '
+            'and 34) have none (as in mmdet). Use depth >= 50 or dcn=None')
+    if dims != 2 or conv_cfg is not None:
+        raise BackboneConfigError('dcn works in 2D networks with conv_cfg=None only (mmcv\'s '
+                                  'deformable convs are 2D)')
+
+
+def with_dcn(convs: Sequence[ConvSpec], dcn: dict) -> List[ConvSpec]:
+    """The convs with their 3x3 replaced by ``dcn`` (kept plain where strided and
+    ``fallback_on_stride``)."""
+    dcn = dict(dcn)
+    fallback_on_stride = dcn.pop('fallback_on_stride', False)
+    return [
+        dataclasses.replace(spec, conv_cfg=dcn)
+        if spec.kernel_size == 3 and not (fallback_on_stride and is_strided(spec.stride)) else spec
+        for spec in convs
+    ]
+
+
+def _check_plugins(plugins: Optional[Sequence[dict]], num_stages: int, num_convs: int) -> None:
+    """Check mmdet-style plugin entries: a ``cfg`` dict, a valid ``position``, ``stages``."""
+    if plugins is None:
+        return
+    positions = plugin_positions(num_convs)
+    for plugin in plugins:
+        if not (isinstance(plugin, dict) and isinstance(plugin.get('cfg'), dict)
+                and 'position' in plugin):
+            raise BackboneConfigError(
+                "each plugin must be dict(cfg=dict(type=...), position='after_conv2', "
+                f'stages=...), got {plugin!r}')
+        if plugin['position'] not in positions:
+            raise BackboneConfigError(
+                f"unknown plugin position {plugin['position']!r}; the blocks of this backbone "
+                f'have {positions}')
+        stages = plugin.get('stages')
+        if stages is not None and len(stages) != num_stages:
+            raise BackboneConfigError(
+                f"plugin stages {tuple(stages)} needs one bool per stage ({num_stages})")
+
+
+def stage_plugins(plugins: Optional[Sequence[dict]], stage: int) -> List[dict]:
+    """The plugins of a stage (those whose ``stages`` is omitted or true at ``stage``)."""
+    return [p for p in plugins or () if p.get('stages') is None or p['stages'][stage]]

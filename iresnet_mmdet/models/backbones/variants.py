@@ -17,10 +17,10 @@ class              layout      shortcut  block            stem pool  depths
 ``iResNet3D``      stage       pool      bottleneck 3D    no         50
 =================  ==========  ========  ===============  =========  =========================
 
-Each takes every argument of :class:`ResidualNetwork` (the mmdet ``ResNet`` contract: ``depth``,
-``num_stages``, ``strides``, ``dilations``, ``out_indices``, ``frozen_stages``, ``norm_cfg``,
-``norm_eval``, ``conv_cfg``, ``with_cp``, ``init_cfg``, ...). The stem max-pool follows the
-shortcut: only the conv shortcut keeps it.
+Each takes every argument of :class:`ResidualNetwork`, which include all of mmdet's ``ResNet``
+(``depth``, ``style``, ``deep_stem``, ``avg_down``, ``dcn``, ``stage_with_dcn``, ``plugins``,
+``frozen_stages``, ``norm_eval``, ``with_cp``, ``pretrained``, ``init_cfg``, ...). The stem
+max-pool follows the shortcut: only the conv shortcut keeps it.
 
 The CIFAR and video presets change only the setting (the engine's ``default_*`` attributes):
 
@@ -28,11 +28,11 @@ The CIFAR and video presets change only the setting (the engine's ``default_*`` 
   bottleneck stages of width 16/32/64 (outputs 64/128/256) with strides 1/2/2. The first stage has
   stride 1 even in iResNetCifar, so its first block keeps a plain 1x1 conv + norm projection; stages
   2 and 3 get the improved max-pool shortcut.
-* Video (``(N, C, T, H, W)`` clips, e.g. 16x224x224): the ImageNet networks in 3D: 3x3x3 convs in the
-  blocks (1x1x1 stay 1x1x1), a 5x7x7 stem conv with stride (1, 2, 2), a (1, 3, 3) stem max-pool with
-  stride (1, 2, 2), and time strided only in stages 3 and 4 (16 frames -> 16, 16, 8, 4). iResNet3D
-  has no stem max-pool (its first stage has stride (1, 2, 2)); its shortcut max-pools are 3 wide only
-  along the strided dimensions: (1, 3, 3) in stages 1-2, (3, 3, 3) in stages 3-4.
+* Video (``(N, C, T, H, W)`` clips, e.g. 16x224x224): the ImageNet networks in 3D: 3x3x3 convs in
+  the blocks (1x1x1 stay 1x1x1), a 5x7x7 stem conv with stride (1, 2, 2), a (1, 3, 3) stem max-pool
+  with stride (1, 2, 2), and time strided only in stages 3 and 4 (16 frames -> 16, 16, 8, 4).
+  iResNet3D has no stem max-pool (its first stage has stride (1, 2, 2)); its shortcut max-pools are
+  3 wide only along the strided dimensions: (1, 3, 3) in stages 1-2, (3, 3, 3) in stages 3-4.
 """
 from mmdet.registry import MODELS
 
