@@ -31,13 +31,15 @@ Usage::
     OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/detector_speed.py [CONFIG ...]
         [--mode infer|train|both] [--variants eager,compile] [--batch 8] [--size 300]
         [--threads N] [--device cpu|cuda] [--amp] [--warmup 2] [--repeats 5] [--json FILE]
-        [--malloc auto|tcmalloc|glibc-tuned|system]
+        [--profile N] [--malloc auto|tcmalloc|glibc-tuned|system]
 
 ``CONFIG`` may be a file or an ``mmdet::`` config (e.g. ``mmdet::ssd/ssd300_coco.py``); the default
 list is the paper's eight SSD300 rows, mmdet's SSD300-VGG16 and the FPN detector configs of
 ``configs/faster_rcnn``, ``configs/retinanet`` and ``configs/mask_rcnn``. The allocator option is
-the one of ``benchmarks/backbone_speed.py`` (``auto``: TCMalloc if installed). Bad input gives one
-``error:`` line, exit status 2 and no JSON file.
+the one of ``benchmarks/backbone_speed.py`` (``auto``: TCMalloc if installed). ``--profile N``
+profiles one more step of every entry afterwards and prints its N most expensive ops (forward and
+backward, grouped by input shapes: where the time goes). Bad input gives one ``error:`` line, exit
+status 2 and no JSON file.
 """
 import argparse
 import copy
@@ -79,7 +81,8 @@ BOXES_PER_IMAGE = 3
 
 def default_configs() -> List[str]:
     """The paper's SSD300 rows (paper order), mmdet's SSD300-VGG16, then FPN configs if present."""
-    fpn = [path for folder in FPN_DIRS for path in sorted(glob.glob(osp.join(ROOT, folder, '*.py')))]
+    fpn = [path for folder in FPN_DIRS
+           for path in sorted(glob.glob(osp.join(ROOT, folder, '*.py')))]
     return [osp.join(ROOT, p) for p in PAPER_ROWS] + [PEER] + fpn
 
 
@@ -113,8 +116,9 @@ def parse_variants(text: str) -> List[str]:
     for variant in variants:
         unknown = [part for part in variant.split('+') if part not in VARIANT_PARTS]
         if unknown or not variant:
-            raise cli.ToolError(f"unknown variant '{variant}' in --variants: use {', '.join(VARIANT_PARTS)} "
-                                "or combinations joined by '+' (e.g. compile+channels-last)")
+            raise cli.ToolError(f"unknown variant '{variant}' in --variants: use "
+                                f"{', '.join(VARIANT_PARTS)} or combinations joined by '+' "
+                                '(e.g. compile+channels-last)')
     if not variants:
         raise cli.ToolError('--variants is empty: give e.g. eager,compile')
     return variants
@@ -369,14 +373,43 @@ def print_tables(rows: Sequence[dict]) -> None:
                       f'{_fmt(speed)} | {diff} |')
 
 
+def print_profile(entry: Entry, top: int) -> None:
+    """One more step of ``entry`` under ``torch.profiler``: its ``top`` ops by self time.
+
+    Ops are grouped by input shapes, so that each convolution layer shape gets its own row; in
+    ``train`` mode the backward ops (e.g. ``aten::convolution_backward``) appear beside the
+    forward ones, and compiled entries show inductor's fused kernels.
+    """
+    from torch.profiler import ProfilerActivity, profile
+    activities = [ProfilerActivity.CPU]
+    if entry.device == 'cuda':
+        activities.append(ProfilerActivity.CUDA)
+    with profile(activities=activities, record_shapes=True) as prof:
+        entry.timed_step()
+    step_ms = entry.seconds.pop() * 1e3  # not one of the timed repeats
+    device_time = 'self_device_time_total' if entry.device == 'cuda' else 'self_cpu_time_total'
+    events = sorted(prof.key_averages(group_by_input_shape=True),
+                    key=lambda e: getattr(e, device_time), reverse=True)[:top]
+    print(f'\nprofile: {short_name(entry.config)} {entry.mode} {entry.variant}, one step of '
+          f'{step_ms:.0f} ms (under the profiler), top {top} ops by self time:')
+    print('| op | input shapes | calls | self ms | % of step |')
+    print('|---|---|---|---|---|')
+    for event in events:
+        self_ms = getattr(event, device_time) / 1e3
+        shapes = ' '.join(str(s) for s in event.input_shapes if s)[:60] or '-'
+        print(f'| {event.key[:60]} | {shapes} | {event.count} | {self_ms:.1f} | '
+              f'{100 * self_ms / step_ms:.1f} |')
+
+
 def check_args(args) -> None:
     if args.device == 'cuda' and not torch.cuda.is_available():
         raise cli.ToolError('--device cuda, but PyTorch sees no CUDA device '
                             f'(torch {torch.__version__}); use --device cpu')
     if args.amp and args.device != 'cuda':
         raise cli.ToolError('--amp is for --device cuda only (float16 autocast); drop --amp on CPU')
-    if args.batch < 1 or args.size < 32 or args.repeats < 1 or args.warmup < 0:
-        raise cli.ToolError('--batch and --repeats must be >= 1, --size >= 32, --warmup >= 0')
+    if args.batch < 1 or args.size < 32 or args.repeats < 1 or args.warmup < 0 or args.profile < 0:
+        raise cli.ToolError('--batch and --repeats must be >= 1, --size >= 32, --warmup and '
+                            '--profile >= 0')
     if args.json and not osp.isdir(osp.dirname(osp.abspath(args.json))):
         raise cli.ToolError(f"--json {args.json}: directory "
                             f"'{osp.dirname(osp.abspath(args.json))}' does not exist")
@@ -398,6 +431,9 @@ def parse_args(argv=None):
     parser.add_argument('--warmup', type=int, default=2, help='untimed rounds')
     parser.add_argument('--repeats', type=int, default=5, help='timed rounds')
     parser.add_argument('--json', help='write one record per measurement to this file')
+    parser.add_argument('--profile', type=int, default=0, metavar='N',
+                        help='after timing, profile one more step of every entry and print its '
+                        'N most expensive ops (torch.profiler)')
     parser.add_argument('--malloc', choices=('auto', 'tcmalloc', 'glibc-tuned', 'system'),
                         default='auto', help='the allocator to measure under')
     return parser.parse_args(argv)
@@ -447,6 +483,9 @@ def main(argv=None):
     train_rel_diffs(entries)
     rows = records(entries, gflops, args, allocator)
     print_tables(rows)
+    if args.profile:
+        for entry in entries:
+            print_profile(entry, args.profile)
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(rows, f, indent=1)

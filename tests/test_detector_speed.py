@@ -67,10 +67,21 @@ def benchmark(configs):
     out = base / 'speed.json'
     result = run(BENCH, *paths, '--mode', 'both', '--variants', 'eager,fuse-conv-bn',
                  '--batch', '2', '--threads', '1', '--warmup', '1', '--repeats', '2',
-                 '--json', out)
+                 '--json', out, '--profile', '3')
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     with open(out) as f:
         return json.load(f), result.stdout
+
+
+def test_profile(benchmark):
+    _, stdout = benchmark
+    # one profile per entry (2 configs x 3), 3 ops each, after the timed rounds
+    heads = re.findall(r'^profile: (\S+) (infer|train) (\S+), one step of \d+ ms', stdout, re.M)
+    assert len(heads) == 6 and ('ssd300_narrow16', 'train', 'eager') in heads
+    last = stdout.split('profile: ')[-1].split('records written')[0]
+    rows = [line for line in last.splitlines() if line.startswith('| ')]
+    assert len(rows) == 1 + 3  # header + 3 ops
+    assert all(float(row.split('|')[4]) >= 0 for row in rows[1:])
 
 
 def test_records(configs, benchmark):
