@@ -11,6 +11,7 @@ import torch
 import torch.nn as nn
 
 import iresnet_mmdet  # noqa: F401
+from iresnet_mmdet import paper
 from backbone_checks import assert_checkpointing_works
 from iresnet_mmdet.analysis.complexity import count_ops
 from iresnet_mmdet.models import build_classifier
@@ -18,17 +19,11 @@ from iresnet_mmdet.models.classifier import parse_arch
 from mmdet.registry import MODELS
 
 CIFAR_FAMILIES = ('cifar_resnet', 'cifar_iresnet')
-# The paper's CIFAR table: depth -> (params in M for 10 classes, for 100 classes, GFLOPs).
-CIFAR_PAPER = {
-    164: (1.70, 1.73, 0.26),
-    1001: (10.33, 10.35, 1.59),
-    2000: (20.62, 20.65, 3.17),
-    3002: (30.93, 30.96, 4.75),
-}
-# The paper's video table: (arch, classes) -> params in M; arch -> GFLOPs at 16x224x224.
-VIDEO_PARAMS = {('resnet3d50', 400): 47.00, ('iresnet3d50', 400): 47.00,
-                ('resnet3d50', 174): 46.54, ('iresnet3d50', 174): 46.54}
-VIDEO_GFLOPS = {'resnet3d50': 93.26, 'iresnet3d50': 93.93}
+CIFAR_DEPTHS = (164, 1001, 2000, 3002)
+DATASET = {10: 'cifar10', 100: 'cifar100'}
+VIDEO = {400: 'kinetics400', 174: 'ssv2'}
+NAME = {'cifar_resnet': 'ResNet', 'cifar_iresnet': 'iResNet', 'resnet3d50': 'ResNet3D-50',
+        'iresnet3d50': 'iResNet3D-50'}
 CLIP = (3, 16, 224, 224)
 
 
@@ -39,27 +34,28 @@ def meta_classifier(arch, num_classes):
 
 
 def params_m(model):
-    return round(sum(p.numel() for p in model.parameters()) / 1e6, 2)
+    return sum(p.numel() for p in model.parameters()) / 1e6
 
 
 def gflops(model, input_shape, convention):
     x = torch.empty(1, *input_shape, device='meta')
-    return round(count_ops(model, model, x, (convention, ))[convention]['total'] / 1e9, 2)
+    return count_ops(model, model, x, (convention, ))[convention]['total'] / 1e9
 
 
 @pytest.mark.parametrize('family', CIFAR_FAMILIES)
-@pytest.mark.parametrize('depth', sorted(CIFAR_PAPER))
+@pytest.mark.parametrize('depth', CIFAR_DEPTHS)
 @pytest.mark.parametrize('num_classes', [10, 100])
 def test_cifar_parameter_counts_equal_paper(family, depth, num_classes):
-    expected = CIFAR_PAPER[depth][0 if num_classes == 10 else 1]
-    assert params_m(meta_classifier(f'{family}{depth}', num_classes)) == expected
+    expected = paper.CIFAR[DATASET[num_classes]][f'{NAME[family]}-{depth}'].params
+    assert paper.matches(params_m(meta_classifier(f'{family}{depth}', num_classes)), expected)
 
 
 @pytest.mark.parametrize('family', CIFAR_FAMILIES)
-@pytest.mark.parametrize('depth', sorted(CIFAR_PAPER))
+@pytest.mark.parametrize('depth', CIFAR_DEPTHS)
 def test_cifar_gflops_equal_paper(family, depth):
     model = meta_classifier(f'{family}{depth}', 10)
-    assert gflops(model, (3, 32, 32), 'paper-cifar') == CIFAR_PAPER[depth][2]
+    expected = paper.CIFAR['cifar10'][f'{NAME[family]}-{depth}'].gflops
+    assert paper.matches(gflops(model, (3, 32, 32), 'paper-cifar'), expected)
 
 
 def test_cifar_convention_counts_every_relu_call():
@@ -83,14 +79,17 @@ def test_cifar_convention_counts_every_relu_call():
     assert others['paper'] == others['paper-cifar']
 
 
-@pytest.mark.parametrize('arch, num_classes', sorted(VIDEO_PARAMS))
+@pytest.mark.parametrize('arch', ['resnet3d50', 'iresnet3d50'])
+@pytest.mark.parametrize('num_classes', sorted(VIDEO))
 def test_video_parameter_counts_equal_paper(arch, num_classes):
-    assert params_m(meta_classifier(arch, num_classes)) == VIDEO_PARAMS[(arch, num_classes)]
+    expected = paper.VIDEO[VIDEO[num_classes]][NAME[arch]].params
+    assert paper.matches(params_m(meta_classifier(arch, num_classes)), expected)
 
 
-@pytest.mark.parametrize('arch', sorted(VIDEO_GFLOPS))
+@pytest.mark.parametrize('arch', ['resnet3d50', 'iresnet3d50'])
 def test_video_gflops_equal_paper(arch):
-    assert gflops(meta_classifier(arch, 400), CLIP, 'paper') == VIDEO_GFLOPS[arch]
+    expected = paper.VIDEO['kinetics400'][NAME[arch]].gflops
+    assert paper.matches(gflops(meta_classifier(arch, 400), CLIP, 'paper'), expected)
 
 
 # --------------------------------------------------------------------------------------------
@@ -164,7 +163,7 @@ def test_video_modules():
         ((1, 3, 3), (1, 2, 2), (0, 1, 1)), ((1, 3, 3), (1, 2, 2), (0, 1, 1)),
         ((3, 3, 3), (2, 2, 2), (1, 1, 1)), ((3, 3, 3), (2, 2, 2), (1, 1, 1))]
     # Same parameters, same state-dict keys but the shortcut indices (pool first in iResNet).
-    assert params_m(base) == params_m(ires) == 46.18
+    assert round(params_m(base), 2) == round(params_m(ires), 2) == 46.18
 
 
 @pytest.mark.parametrize('variant', ['ResNet3D', 'iResNet3D'])
@@ -241,12 +240,18 @@ def test_complexity_tool_rows_for_cifar_and_video():
     cifar, video = rows
     assert (cifar['task'], cifar['name'], cifar['input_shape']) == ('cifar100', 'iResNet-164',
                                                                     (3, 32, 32))
-    assert cifar['ref_convention'] == 'paper-cifar' and cifar['ref_params_m'] == 1.73
-    assert round(cifar['paper_cifar_flops'] / 1e9, 2) == cifar['ref_gflops'] == 0.26
+    published = paper.CIFAR['cifar100']['iResNet-164']
+    assert cifar['ref_convention'] == 'paper-cifar' and cifar['ref_params_m'] == published.params
+    assert cifar['ref_gflops'] == published.gflops
+    assert paper.matches(cifar['paper_cifar_flops'] / 1e9, published.gflops)
     assert (video['task'], video['name'], video['input_shape']) == ('ssv2', 'iResNet3D-50',
                                                                     (3, 16, 224, 224))
-    assert round(video['params'] / 1e6, 2) == video['ref_params_m'] == 46.54
+    ssv2 = paper.VIDEO['ssv2']['iResNet3D-50']
+    assert video['ref_params_m'] == ssv2.params
+    assert paper.matches(video['params'] / 1e6, ssv2.params)
     table = markdown_table(rows)
     assert '| GFLOPs (paper CIFAR counter) |' in table
-    assert '| CIFAR-100 iResNet-164 | 32x32 | 1.73 | 0.26 | 0.26 | 0.25 | 1.73 | 0.26 |' in table
+    # ours: params, GFLOPs (paper counter, paper CIFAR counter), GMACs; then the paper's cells
+    assert (f'| CIFAR-100 iResNet-164 | 32x32 | 1.73 | 0.26 | 0.26 | 0.25 | {published.params} | '
+            f'{published.gflops} |') in table
     assert '| SSv2 iResNet3D-50 | 16x224x224 | 46.54 | 93.93 |' in table
