@@ -159,11 +159,11 @@ def test_macs_equal_mmengine_flop_analyzer():
     by_op = analyzer.by_operator()
     expected = by_op['conv'] + by_op.get('linear', 0) + by_op.get('addmm', 0)
     assert model_complexity(model, (3, 300, 300), 'macs')['flops'] == expected
-    assert round(expected / 1e9, 2) == 20.22  # ARCHITECTURE_NOTES 4.3, conv-only GMACs
+    assert round(expected / 1e9, 2) == 20.22  # conv-only GMACs (docs/complexity.md)
 
 
 def test_registered_backbone_config():
-    """A backbone config dict counts alone: the SSD cut of iResNet-50 (ARCHITECTURE_NOTES 4.3)."""
+    """A backbone config dict counts alone: the SSD cut of iResNet-50."""
     cut = dict(type='iResNet', depth=50, num_stages=3, strides=(2, 2, 1), out_indices=(2, ))
     res = model_complexity(cut, (3, 300, 300), 'macs')
     assert round(res['params'] / 1e6, 3) == 8.543 and res['unused_params'] == 0

@@ -12,7 +12,7 @@ in different tools (mmdet's ``get_flops.py`` and mmengine print multiply-accumul
 
 ``paper``
     The operation count of the counter the iResNet paper used, thop (pytorch-OpCounter) 0.0.23 as of
-    June to mid-July 2019 (ARCHITECTURE_NOTES.md section 3). It reproduces every FLOP value of the
+    June to mid-July 2019 (docs/complexity.md). It reproduces every FLOP value of the
     paper's tables to the printed two decimals. Reported as "GFLOPs (paper counter)". Per leaf
     module:
 

@@ -8,8 +8,8 @@ positives, as a detector with a 0.05 score threshold emits). Both backends evalu
 validated inputs; the script prints the time of each, their ratio and whether all twelve figures
 are identical, and exits with status 1 if they differ or the speed-up is below --min-speedup.
 
-    python tools/analysis/benchmark_eval.py            # about a minute on one core
-    python tools/analysis/benchmark_eval.py --images 500 --min-speedup 0   # quick look
+    .venv/bin/python tools/analysis/benchmark_eval.py            # about a minute on one core
+    .venv/bin/python tools/analysis/benchmark_eval.py --images 500 --min-speedup 0   # quick look
 """
 import argparse
 import hashlib

@@ -5,8 +5,8 @@ one per run; the runs of a resumed training are merged, later runs winning for t
 
 Example (the paper's ResNet vs iResNet comparison)::
 
-    python tools/analysis/plot_curves.py work_dirs/ssd300_resnet50 work_dirs/ssd300_iresnet50 \
-        --labels ResNet-50 iResNet-50 --out curves.png
+    .venv/bin/python tools/analysis/plot_curves.py work_dirs/ssd300_r50_8xb32-65e_coco \
+        work_dirs/ssd300_iresnet50_8xb32-65e_coco --labels ResNet-50 iResNet-50 --out curves.png
 """
 import argparse
 import glob

@@ -1,5 +1,5 @@
 # SSD300 with the NVIDIA DeepLearningExamples "SSD300 v1.1" topology and a residual backbone cut
-# after stage 3 (ARCHITECTURE_NOTES.md section 4).
+# after stage 3 (docs/ssd300.md).
 #
 # From the paper (pinned down by reproducing all 8 parameter counts and GFLOPs of its SSD300 table,
 # `python tools/analysis/complexity.py --table`):
