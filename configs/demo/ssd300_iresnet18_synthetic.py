@@ -11,11 +11,11 @@
 #   * no ImageNet initialisation (nothing to download); AdamW, which learns much faster from
 #     scratch than the SGD recipe in the few hundred iterations a CPU demo can afford;
 #   * ChannelsLastHook: channels_last weights, ~20% faster convolutions on CPU.
-_base_ = ['../_base_/models/ssd300_nvidia.py', '../_base_/default_runtime.py']
+_base_ = [
+    '../_base_/models/ssd300_nvidia.py', '../_base_/datasets/synthetic_coco.py',
+    '../_base_/default_runtime.py'
+]
 
-data_root = 'data/synthetic_coco/'
-classes = ('circle', 'square', 'triangle', 'cross', 'ring')
-input_size = 300
 base_width = 32
 c4 = 4 * base_width  # iResNet-18 (basic blocks): stage 3 has 4 x base_channels channels
 extra_channels = (256, 256, 128, 128, 128)
@@ -25,58 +25,8 @@ model = dict(
         type='iResNet', depth=18, base_channels=base_width, num_stages=3, strides=(2, 2, 1),
         out_indices=(2, ), init_cfg=None),
     neck=dict(in_channels=(c4, ), out_channels=(c4, ) + extra_channels),
-    bbox_head=dict(in_channels=(c4, ) + extra_channels, num_classes=len(classes)))
-
-# ---- data ----------------------------------------------------------------------------------------
-dataset_type = 'CocoDataset'
-metainfo = dict(classes=classes)
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='Resize', scale=(input_size, input_size), keep_ratio=False),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackDetInputs')
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(input_size, input_size), keep_ratio=False),
-    dict(type='LoadAnnotations', with_bbox=True),
-    dict(type='PackDetInputs',
-         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor'))
-]
-train_dataloader = dict(
-    batch_size=8,
-    num_workers=1,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    batch_sampler=None,
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        metainfo=metainfo,
-        ann_file='annotations/instances_train.json',
-        data_prefix=dict(img='train/'),
-        filter_cfg=dict(filter_empty_gt=True, min_size=1),
-        pipeline=train_pipeline))
-val_dataloader = dict(
-    batch_size=8,
-    num_workers=1,
-    persistent_workers=True,
-    drop_last=False,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(
-        type=dataset_type,
-        data_root=data_root,
-        metainfo=metainfo,
-        ann_file='annotations/instances_val.json',
-        data_prefix=dict(img='val/'),
-        test_mode=True,
-        pipeline=test_pipeline))
-test_dataloader = val_dataloader
-# the twelve COCO AP/AR figures (iresnet_mmdet.evaluation)
-val_evaluator = dict(
-    type='CocoTableMetric', ann_file=data_root + 'annotations/instances_val.json', metric='bbox')
-test_evaluator = val_evaluator
+    # the 5 categories of the synthetic data (configs/_base_/datasets/synthetic_coco.py)
+    bbox_head=dict(in_channels=(c4, ) + extra_channels, num_classes=5))
 
 # ---- schedule ------------------------------------------------------------------------------------
 max_epochs = 16
