@@ -168,3 +168,29 @@ def test_every_family_of_shipped_configs_is_covered():
     shipped = glob.glob(osp.join(CONFIGS, '*', '*.py'))
     assert sorted(p for p in shipped if '_base_' not in p) == DETECTOR_CONFIGS
     assert len(DETECTOR_CONFIGS) == 12 + 2 + 5 + 4 + 4
+
+
+def test_mmdet_inference_benchmark_fuses_our_detector(tmp_path, monkeypatch):
+    """mmdet's ``InferenceBenchmark(..., is_fuse_conv_bn=True)`` on the SSD300-iResNet-50 config.
+
+    Its model set-up (load the checkpoint, ``fuse_conv_bn``) runs as it is; mmdet moves the model
+    to CUDA unconditionally, so on a CPU-only machine ``.cuda()`` is made a no-op and the data
+    loader is not built (no dataset needed for the model part).
+    """
+    from mmdet.utils.benchmark import InferenceBenchmark
+    cfg = Config.fromfile(osp.join(CONFIGS, 'ssd300', 'ssd300_iresnet50_8xb32-65e_coco.py'))
+    cfg.model.backbone.init_cfg = None
+    torch.manual_seed(0)
+    model = randomise_norms(MODELS.build(cfg.model))
+    checkpoint = tmp_path / 'random.pth'
+    torch.save({'state_dict': model.state_dict(), 'meta': {}}, checkpoint)
+    if not torch.cuda.is_available():
+        monkeypatch.setattr(torch.nn.Module, 'cuda', lambda self, *a, **k: self)
+    monkeypatch.setattr('mmengine.runner.Runner.build_dataloader', lambda cfg: None)
+    bench = InferenceBenchmark(cfg, str(checkpoint), False, True, max_iter=1)
+    fused = bench.model.module if hasattr(bench.model, 'module') else bench.model
+    fused = fused.cpu().eval()
+    assert num_norms(fused) < num_norms(model)
+    x = torch.randn(1, 3, 300, 300)
+    for a, b in zip(outputs(detector_forward(model), x), outputs(detector_forward(fused), x)):
+        assert rel_diff(a, b) < RTOL
