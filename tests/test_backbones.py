@@ -58,16 +58,20 @@ def test_state_dict_equals_official_keys(arch):
         k: s for k, s in read_official_keys(arch) if not k.startswith('fc.')}
 
 
-@pytest.mark.parametrize('arch, params_m', [
-    ('resnet50', 25.56), ('iresnet50', 25.56), ('resgroupfix50', 23.37), ('resgroup50', 24.89),
-    ('iresgroupfix50', 23.37), ('iresgroup50', 24.89), ('resgroupfix101', 43.79),
-    ('resgroup101', 47.81), ('resgroupfix152', 60.61), ('resgroup152', 66.99),
-    ('iresnet302', 96.59), ('iresnet404', 124.52), ('resstage50', 25.56)
+@pytest.mark.parametrize('arch, paper_name', [
+    ('resnet50', 'ResNet-50'), ('iresnet50', 'iResNet-50'), ('resgroupfix50', 'ResGroupFix-50'),
+    ('resgroup50', 'ResGroup-50'), ('iresgroupfix50', 'iResGroupFix-50'),
+    ('iresgroup50', 'iResGroup-50'), ('resgroupfix101', 'ResGroupFix-101'),
+    ('resgroup101', 'ResGroup-101'), ('resgroupfix152', 'ResGroupFix-152'),
+    ('resgroup152', 'ResGroup-152'), ('iresnet302', 'iResNet-302'), ('iresnet404', 'iResNet-404'),
+    ('resstage50', 'ResStage-50')
 ])
-def test_imagenet_parameter_counts_equal_paper(arch, params_m):
+def test_imagenet_parameter_counts_equal_paper(arch, paper_name):
+    from iresnet_mmdet import paper
     model = build_classifier(arch)
     n = sum(p.numel() for p in model.parameters())
-    assert round(n / 1e6, 2) == params_m
+    published = paper.imagenet_complexity()[paper_name][0]
+    assert paper.matches(n / 1e6, published), (n / 1e6, published)
 
 
 def test_resnet200_classifier_uses_the_engine_with_resnet_keys():
