@@ -312,13 +312,11 @@ class ResidualBlock(BaseModule):
                       plugins: Sequence[dict]) -> List[List[str]]:
         """Build the plugins; names per conv, in mmdet's order (by position, then as given)."""
         names = [[] for _ in convs]
-        positions = plugin_positions(len(convs))
-        for position in positions:
+        for index, position in enumerate(plugin_positions(len(convs))):
             for plugin in plugins:
                 if plugin['position'] != position:
                     continue
                 cfg = dict(plugin['cfg'])
-                index = positions.index(position)
                 name, layer = build_plugin_layer(
                     cfg, postfix=cfg.pop('postfix', ''), in_channels=convs[index].out_channels)
                 if hasattr(self, name):
