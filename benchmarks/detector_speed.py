@@ -18,7 +18,12 @@ Variants, joined by ``+`` for combinations (e.g. ``compile+channels-last``):
   (``iresnet_mmdet.engine.compile``);
 * ``fuse-conv-bn``: every BN folded into the conv before it (inference only, checked against the
   unfused model: ``iresnet_mmdet.engine.fuse``);
-* ``channels-last``: weights and input in ``torch.channels_last`` memory format.
+* ``channels-last``: weights and input in ``torch.channels_last`` memory format;
+* ``onnxruntime``: the detector exported as ``tools/deployment/export_onnx.py`` exports it
+  (pre-processing, decoding and NMS in the graph; ``iresnet_mmdet.deploy``) and run by
+  onnxruntime's CPU provider with ``--threads`` intra-op threads (inference only, single-stage
+  detectors; combinable with ``fuse-conv-bn`` only). Its input is the same batch in the graph's
+  convention (BGR, 0-255), its ``rel_diff`` that of a ``--raw`` export.
 
 Every variant's outputs are compared with the eager model's (raw head outputs in eval mode for
 ``infer``, the first training loss for ``train``): ``rel_diff`` = max |variant - eager| / max
@@ -44,12 +49,14 @@ status 2 and no JSON file.
 import argparse
 import copy
 import glob
+import importlib.util
 import json
 import os
 import os.path as osp
 import re
 import statistics
 import sys
+import tempfile
 import time
 from typing import Dict, List, Sequence
 
@@ -74,7 +81,8 @@ PAPER_ROWS = [
 ]
 PEER = 'mmdet::ssd/ssd300_coco.py'
 FPN_DIRS = ('configs/faster_rcnn', 'configs/retinanet', 'configs/mask_rcnn')
-VARIANT_PARTS = ('eager', 'compile', 'fuse-conv-bn', 'channels-last')
+VARIANT_PARTS = ('eager', 'compile', 'fuse-conv-bn', 'channels-last', 'onnxruntime')
+INFER_ONLY = ('fuse-conv-bn', 'onnxruntime')
 MODES = ('infer', 'train')
 BOXES_PER_IMAGE = 3
 
@@ -119,6 +127,9 @@ def parse_variants(text: str) -> List[str]:
             raise cli.ToolError(f"unknown variant '{variant}' in --variants: use "
                                 f"{', '.join(VARIANT_PARTS)} or combinations joined by '+' "
                                 '(e.g. compile+channels-last)')
+        if 'onnxruntime' in variant and variant_parts(variant) - {'onnxruntime', 'fuse-conv-bn'}:
+            raise cli.ToolError(f"variant '{variant}': onnxruntime runs the exported graph and "
+                                "combines with fuse-conv-bn only (e.g. onnxruntime+fuse-conv-bn)")
     if not variants:
         raise cli.ToolError('--variants is empty: give e.g. eager,compile')
     return variants
@@ -276,7 +287,64 @@ class Entry:
             return raw_forward(self.model, self.inputs)
 
 
-def make_entries(configs, variants, modes, args) -> List[Entry]:
+class OnnxEntry(Entry):
+    """An ``onnxruntime`` entry: the model exported to ONNX (in ``workdir``) and its session.
+
+    Args:
+        config, variant, model, batch: As for :class:`Entry` (``mode`` is ``'infer'``).
+        workdir (str): Directory for the ONNX files.
+    """
+
+    def __init__(self, config, variant, model, batch, workdir):
+        from iresnet_mmdet.deploy import export
+        from iresnet_mmdet.deploy.runtime import make_session
+        self.config, self.variant, self.mode, self.amp = config, variant, 'infer', False
+        self.device, self.samples = 'cpu', batch[1]
+        self.seconds, self.first_loss = [], None
+        model.eval()
+        if 'fuse-conv-bn' in variant_parts(variant):
+            from iresnet_mmdet.engine.fuse import fuse_and_verify
+            fuse_and_verify(model, image_size=tuple(batch[0].shape[-2:]))
+        shape = tuple(batch[0].shape[-2:])
+        stem = osp.join(workdir, f'{short_name(config)}_{variant}')
+        export.export_onnx(export.build_graph(model, shape), stem + '.onnx', shape, {},
+                           dynamic_batch=True)
+        export.export_onnx(export.build_graph(model, shape, raw=True), stem + '_raw.onnx', shape,
+                           {}, dynamic_batch=True)
+        threads = torch.get_num_threads()
+        self.session = make_session(stem + '.onnx', threads)
+        self.raw_session = make_session(stem + '_raw.onnx', threads)
+        self.images = graph_images(model, batch[0])
+
+    def step(self) -> None:
+        self.session.run(None, {'images': self.images})
+
+    def raw_outputs(self):
+        return [torch.from_numpy(a) for a in self.raw_session.run(None, {'images': self.images})]
+
+
+def graph_images(model, inputs: torch.Tensor):
+    """The exported graph's input (BGR, 0-255) that its pre-processing turns into ``inputs``."""
+    preprocessor = model.data_preprocessor
+    images = inputs.cpu()
+    if preprocessor._enable_normalize:
+        images = images * preprocessor.std.cpu() + preprocessor.mean.cpu()
+    if preprocessor._channel_conversion:
+        images = images.flip(1)
+    return images.contiguous().numpy()
+
+
+def onnx_unsupported(model):
+    """Why ``model`` cannot be exported (``None`` if it can)."""
+    from iresnet_mmdet.deploy.export import check_supported_model
+    try:
+        check_supported_model(model)
+    except cli.ToolError as exc:
+        return str(exc)
+    return None
+
+
+def make_entries(configs, variants, modes, args, workdir) -> List[Entry]:
     """Build every entry, and for each config the eager reference outputs (``rel_diff``)."""
     from iresnet_mmdet.engine.fuse import raw_forward, relative_difference
     entries = []
@@ -290,8 +358,16 @@ def make_entries(configs, variants, modes, args) -> List[Entry]:
         new = []
         for mode in modes:
             for variant in variants:
-                if mode == 'train' and 'fuse-conv-bn' in variant_parts(variant):
+                parts = variant_parts(variant)
+                if mode == 'train' and parts & set(INFER_ONLY):
                     print(f'note: {variant} is for inference only: not timed in train mode')
+                    continue
+                if 'onnxruntime' in parts:
+                    reason = onnx_unsupported(base)
+                    if reason:
+                        print(f'note: {short_name(config)} not timed with {variant}: {reason}')
+                        continue
+                    new.append(OnnxEntry(config, variant, copy.deepcopy(base), batch, workdir))
                     continue
                 new.append(Entry(config, variant, mode, copy.deepcopy(base), batch, args.amp))
         base.eval()
@@ -405,6 +481,9 @@ def check_args(args) -> None:
     if args.device == 'cuda' and not torch.cuda.is_available():
         raise cli.ToolError('--device cuda, but PyTorch sees no CUDA device '
                             f'(torch {torch.__version__}); use --device cpu')
+    if args.device == 'cuda' and 'onnxruntime' in args.variants:
+        raise cli.ToolError('variant onnxruntime runs on the CPU provider only; use --device cpu '
+                            'or drop it from --variants')
     if args.amp and args.device != 'cuda':
         raise cli.ToolError('--amp is for --device cuda only (float16 autocast); drop --amp on CPU')
     if args.batch < 1 or args.size < 32 or args.repeats < 1 or args.warmup < 0 or args.profile < 0:
@@ -458,6 +537,12 @@ def main(argv=None):
         if reason:
             raise cli.ToolError(f'variant compile: torch.compile does not work on {args.device} '
                                 f'({reason}); drop it from --variants')
+    if any('onnxruntime' in variant_parts(v) for v in variants):
+        missing = [name for name in ('onnx', 'onnxruntime', 'onnxscript')
+                   if importlib.util.find_spec(name) is None]
+        if missing:
+            raise cli.ToolError(f"variant onnxruntime needs {', '.join(missing)}: pip install "
+                                '.[deploy] (or drop it from --variants)')
     from iresnet_mmdet.analysis.complexity import model_complexity
     gflops = {c: model_complexity(load_model_config(c), (3, args.size, args.size),
                                   'paper')['gflops'] for c in configs}
@@ -466,7 +551,11 @@ def main(argv=None):
           f'{args.device}, allocator: {allocator}', flush=True)
     from iresnet_mmdet.engine.fuse import FuseConvBNError
     try:
-        entries = make_entries(configs, variants, modes, args)
+        with tempfile.TemporaryDirectory(prefix='detector_speed_') as workdir:
+            entries = make_entries(configs, variants, modes, args, workdir)
+        if not entries:
+            raise cli.ToolError('nothing to time: every (config, variant, mode) was left out (see '
+                                'the notes above)')
         measure(entries, args.warmup, args.repeats)
     except FuseConvBNError as exc:
         raise cli.ToolError(f'variant fuse-conv-bn: {exc}') from None
@@ -485,6 +574,10 @@ def main(argv=None):
     print_tables(rows)
     if args.profile:
         for entry in entries:
+            if isinstance(entry, OnnxEntry):
+                print(f'\nprofile: {short_name(entry.config)} {entry.variant}: not profiled '
+                      '(torch.profiler does not see inside onnxruntime)')
+                continue
             print_profile(entry, args.profile)
     if args.json:
         with open(args.json, 'w') as f:

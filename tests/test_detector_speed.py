@@ -65,7 +65,7 @@ def configs(tmp_path_factory):
 def benchmark(configs):
     base, paths = configs
     out = base / 'speed.json'
-    result = run(BENCH, *paths, '--mode', 'both', '--variants', 'eager,fuse-conv-bn',
+    result = run(BENCH, *paths, '--mode', 'both', '--variants', 'eager,fuse-conv-bn,onnxruntime',
                  '--batch', '2', '--threads', '1', '--warmup', '1', '--repeats', '2',
                  '--json', out, '--profile', '3')
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -75,9 +75,10 @@ def benchmark(configs):
 
 def test_profile(benchmark):
     _, stdout = benchmark
-    # one profile per entry (2 configs x 3), 3 ops each, after the timed rounds
+    # one profile per PyTorch entry (2 configs x 3), 3 ops each, after the timed rounds
     heads = re.findall(r'^profile: (\S+) (infer|train) (\S+), one step of \d+ ms', stdout, re.M)
     assert len(heads) == 6 and ('ssd300_narrow16', 'train', 'eager') in heads
+    assert len(re.findall(r'^profile: \S+ onnxruntime: not profiled', stdout, re.M)) == 2
     last = stdout.split('profile: ')[-1].split('records written')[0]
     rows = [line for line in last.splitlines() if line.startswith('| ')]
     assert len(rows) == 1 + 3  # header + 3 ops
@@ -88,10 +89,11 @@ def test_records(configs, benchmark):
     from iresnet_mmdet.analysis.complexity import model_complexity
     _, paths = configs
     rows, _ = benchmark
-    # fuse-conv-bn is for inference only: 2 configs x (2 infer + 1 train)
+    # fuse-conv-bn and onnxruntime are for inference only: 2 configs x (3 infer + 1 train)
     assert sorted((r['name'], r['mode'], r['variant']) for r in rows) == sorted(
         (f'ssd300_narrow{w}', mode, variant) for w in (8, 16)
-        for mode, variant in (('infer', 'eager'), ('infer', 'fuse-conv-bn'), ('train', 'eager')))
+        for mode, variant in (('infer', 'eager'), ('infer', 'fuse-conv-bn'),
+                              ('infer', 'onnxruntime'), ('train', 'eager')))
     for r in rows:
         assert set(REQUIRED) <= set(r), r
         assert r['device'] == 'cpu' and r['batch'] == 2 and r['threads'] == 1
@@ -99,7 +101,7 @@ def test_records(configs, benchmark):
         assert r['img_per_s'] == pytest.approx(r['batch'] / r['seconds_per_batch'])
         if r['variant'] == 'eager':
             assert r['rel_diff'] == 0
-        else:  # the folded BNs keep the outputs (random BN statistics)
+        else:  # folded BNs and onnxruntime keep the outputs (random BN statistics)
             assert 0 < r['rel_diff'] <= 1e-4
     # the paper counter at the benchmark's 300x300
     for path in paths:
@@ -114,7 +116,7 @@ def test_printed_ratios(benchmark):
         cells = [c.strip() for c in line.strip('|').split('|')]
         if len(cells) == 9 and cells[0].startswith('ssd300_narrow'):
             table.setdefault(cells[1], []).append(cells)
-    assert sorted(table) == ['eager', 'fuse-conv-bn']
+    assert sorted(table) == ['eager', 'fuse-conv-bn', 'onnxruntime']
     by_key = {(r['name'], r['mode'], r['variant']): r for r in rows}
     modes = iter(['infer'] * 2 + ['train'] * 2)  # tables in mode order, configs in given order
     for cells in table['eager']:
@@ -138,6 +140,8 @@ def test_printed_ratios(benchmark):
     (['mmdet::ssd/ssd301_coco.py'], ['ssd301_coco.py', 'no such config in mmdet']),
     (['--variants', 'eager,compiled'], ["unknown variant 'compiled'", 'compile+channels-last']),
     (['--amp'], ['--amp is for --device cuda only']),
+    (['--variants', 'compile+onnxruntime'], ["variant 'compile+onnxruntime'",
+                                             'combines with fuse-conv-bn only']),
     (['--batch', '1', '--mode', 'train'], ['--batch 1 cannot train', '--batch 2 or more']),
 ])
 def test_bad_input(configs, tmp_path, args, fragments):
@@ -146,6 +150,16 @@ def test_bad_input(configs, tmp_path, args, fragments):
     out = tmp_path / 'speed.json'
     result = run(BENCH, *args, '--warmup', '0', '--repeats', '1', '--json', out)
     assert_one_line_error(result, *fragments)
+    assert not out.exists()
+
+
+def test_onnxruntime_leaves_out_two_stage_detectors(tmp_path):
+    out = tmp_path / 'speed.json'
+    result = run(BENCH, 'configs/faster_rcnn/faster-rcnn_iresnet50_fpn_1x_coco.py', '--variants',
+                 'onnxruntime', '--warmup', '0', '--repeats', '1', '--size', '64', '--json', out)
+    assert 'note: faster-rcnn_iresnet50_fpn_1x_coco not timed with onnxruntime' in result.stdout
+    assert 'supports single-stage detectors' in result.stdout
+    assert_one_line_error(result, 'nothing to time')
     assert not out.exists()
 
 

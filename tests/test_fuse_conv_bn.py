@@ -194,3 +194,19 @@ def test_mmdet_inference_benchmark_fuses_our_detector(tmp_path, monkeypatch):
     x = torch.randn(1, 3, 300, 300)
     for a, b in zip(outputs(detector_forward(model), x), outputs(detector_forward(fused), x)):
         assert rel_diff(a, b) < RTOL
+
+
+@pytest.mark.parametrize('name', ['faster_rcnn/faster-rcnn_iresgroup50_fpn_1x_coco.py',
+                                  'mask_rcnn/mask-rcnn_iresnet50_fpn_1x_coco.py'])
+def test_fuse_and_verify_two_stage_detectors(name):
+    """``tools/test.py --fuse-conv-bn`` on a two-stage detector: the check compares the RoI
+    head's outputs too (on fixed proposals), and folding is accepted."""
+    from iresnet_mmdet.engine.fuse import flat_tensors, fuse_and_verify, raw_forward
+    torch.manual_seed(0)
+    model = randomise_norms(MODELS.build(Config.fromfile(osp.join(CONFIGS, name)).model)).eval()
+    # the compared outputs include the RoI head's: 2 images x 16 grid proposals, 80 classes + bg
+    shapes = [tuple(t.shape) for t in flat_tensors(raw_forward(model, torch.randn(2, 3, 128, 160)))]
+    assert (32, 81) in shapes and (32, 320) in shapes
+    before = num_norms(model)
+    assert fuse_and_verify(model, (128, 160)) <= RTOL
+    assert num_norms(model) < before

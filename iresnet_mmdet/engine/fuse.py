@@ -44,12 +44,35 @@ def relative_difference(output, reference) -> float:
 
 
 def raw_forward(model: torch.nn.Module, x: torch.Tensor):
-    """The model's tensor outputs: a detector's ``mode='tensor'``, any other module's forward."""
-    from mmdet.models.detectors import BaseDetector
+    """The model's tensor outputs: a detector's ``mode='tensor'``, any other module's forward.
+
+    For a two-stage detector: the features, the RPN head's outputs and the RoI head's outputs on
+    fixed proposals (:func:`grid_proposals`). Its own proposals would not do: with random or
+    barely trained weights, differences of 1e-7 reorder near-equal RPN scores and pick other
+    boxes.
+    """
+    from mmdet.models.detectors import BaseDetector, TwoStageDetector
     with torch.no_grad():
+        if isinstance(model, TwoStageDetector):
+            feats = model.extract_feat(x)
+            outputs = [feats, model.rpn_head(feats)]
+            if model.with_roi_head:
+                outputs.append(model.roi_head(feats, grid_proposals(x), None))
+            return outputs
         if isinstance(model, BaseDetector):
             return model(x, None, mode='tensor')
         return model(x)
+
+
+def grid_proposals(x: torch.Tensor, cells: int = 4) -> list:
+    """Per image of ``x``: ``cells`` x ``cells`` boxes of half the image size, on a grid."""
+    from mmengine.structures import InstanceData
+    height, width = x.shape[-2:]
+    ys = torch.linspace(0, height / 2, cells, device=x.device)
+    xs = torch.linspace(0, width / 2, cells, device=x.device)
+    y1, x1 = (t.reshape(-1) for t in torch.meshgrid(ys, xs, indexing='ij'))
+    boxes = torch.stack([x1, y1, x1 + width / 2, y1 + height / 2], dim=1)
+    return [InstanceData(bboxes=boxes) for _ in range(len(x))]
 
 
 def fuse_and_verify(model: torch.nn.Module, image_size: Tuple[int, int] = (320, 320),
