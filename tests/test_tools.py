@@ -62,7 +62,7 @@ class DieAfterFirstEpoch(Hook):
 
 
 def env(**extra):
-    """Environment of the subprocesses: one thread each (2 cores, reproducible numbers)."""
+    """Environment of the subprocesses: one thread each (reproducible numbers)."""
     result = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1', PYTHONWARNINGS='ignore')
     result.pop('IRESNET_MMDET_DEBUG', None)
     result.update(extra)

@@ -3,8 +3,8 @@
 #
 # Idempotent: a stamp file records a hash of the requirement files and setup.py; when nothing changed,
 # the script exits in a second. The one slow step is mmcv 2.1.0, which has no wheel on PyPI for our
-# torch and is compiled from source with its C++ ops (about 15-20 minutes on 2 cores; pip caches the
-# built wheel, so later environments reuse it).
+# torch and is compiled from source with its C++ ops (measured 10-20 minutes on a 2-core CPU; pip
+# caches the built wheel, so later environments reuse it).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -48,7 +48,7 @@ if ! "$VENV/bin/python" -c "import mmcv, mmcv._ext; assert mmcv.__version__ == '
         say "installing mmcv 2.1.0 from pip's cache of an earlier build"
     else
         say "building mmcv 2.1.0 from source with its C++ ops."
-        say "This takes about 15-20 minutes on 2 cores (once: pip caches the wheel). Please wait."
+        say "This takes 10-20 minutes on a 2-core CPU (once: pip caches the wheel). Please wait."
     fi
     step "installing mmcv 2.1.0 (MMCV_WITH_OPS=1)" \
         env MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-2}" FORCE_CUDA=0 \

@@ -2,10 +2,10 @@
 
 Examples::
 
-    python tools/test.py CONFIG work_dirs/run1/epoch_6.pth
-    python tools/test.py CONFIG CKPT --out results.pkl --metrics-out metrics.json
-    python tools/test.py CONFIG CKPT --fuse-conv-bn --compile                # faster inference
-    bash tools/dist_test.sh CONFIG CKPT 2                                     # 2 processes/GPUs
+    .venv/bin/python tools/test.py CONFIG work_dirs/run1/epoch_6.pth
+    .venv/bin/python tools/test.py CONFIG CKPT --out results.pkl --metrics-out metrics.json
+    .venv/bin/python tools/test.py CONFIG CKPT --fuse-conv-bn --compile  # faster inference
+    bash tools/dist_test.sh CONFIG CKPT 2  # 2 processes/GPUs
 
 Besides mmdet's options, ``--metrics-out FILE`` writes the final metrics as JSON,
 ``--fuse-conv-bn`` folds each BN into the conv before it once the checkpoint is loaded (refused

@@ -2,11 +2,11 @@
 
 Examples::
 
-    python tools/train.py configs/demo/ssd300_iresnet18_synthetic.py
-    python tools/train.py CONFIG --compile                                   # torch.compile
-    python tools/train.py CONFIG --work-dir work_dirs/run1 --resume          # latest checkpoint
-    python tools/train.py CONFIG --resume work_dirs/run1/epoch_3.pth
-    bash tools/dist_train.sh CONFIG 2                                         # 2 processes/GPUs
+    .venv/bin/python tools/train.py configs/demo/ssd300_iresnet18_synthetic.py
+    .venv/bin/python tools/train.py CONFIG --compile  # torch.compile
+    .venv/bin/python tools/train.py CONFIG --work-dir work_dirs/run1 --resume  # latest checkpoint
+    .venv/bin/python tools/train.py CONFIG --resume work_dirs/run1/epoch_3.pth
+    bash tools/dist_train.sh CONFIG 2  # 2 processes/GPUs
 
 Differences to mmdet's script, all for the stack this project pins (torch 2.13, mmengine 0.10.7):
 

@@ -2,10 +2,10 @@
 
 Examples::
 
-    python tools/deployment/export_onnx.py CONFIG CHECKPOINT --out model.onnx --verify 20
-    python tools/deployment/export_onnx.py CONFIG CHECKPOINT --out raw.onnx --raw
-    python tools/deployment/export_onnx.py CONFIG CHECKPOINT --out model.onnx --dynamic-batch \\
-        --fuse-conv-bn --shape 300 300
+    .venv/bin/python tools/deployment/export_onnx.py CONFIG CHECKPOINT --out model.onnx --verify 20
+    .venv/bin/python tools/deployment/export_onnx.py CONFIG CHECKPOINT --out raw.onnx --raw
+    .venv/bin/python tools/deployment/export_onnx.py CONFIG CHECKPOINT --out model.onnx \\
+        --dynamic-batch --fuse-conv-bn --shape 300 300
 
 The graph takes ``images (B, 3, H, W)``: float32, BGR, 0-255, already resized as the config's test
 pipeline resizes (the data preprocessor's channel flip and mean/std are inside the graph). It

@@ -2,8 +2,8 @@
 
 Examples::
 
-    python tools/deployment/onnx_infer.py model.onnx demo1.jpg demo2.jpg --out-dir results/
-    python tools/deployment/onnx_infer.py model.onnx val/*.jpg --score-thr 0.3
+    .venv/bin/python tools/deployment/onnx_infer.py model.onnx a.jpg b.jpg --out-dir results/
+    .venv/bin/python tools/deployment/onnx_infer.py model.onnx val/*.jpg --score-thr 0.3
 
 For each image, ``OUT_DIR/<image name>.png`` shows the boxes with class names and scores;
 ``OUT_DIR/detections.json`` holds all detections in COCO result format (``image_id``: from
