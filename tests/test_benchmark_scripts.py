@@ -49,3 +49,45 @@ def test_speed_allocator_environment():
     assert speed.allocator_env('auto', {speed.MALLOC_ENV: 'tcmalloc'}, 'lib.so', True) is None
     with pytest.raises(SystemExit, match='apt-get install libtcmalloc-minimal4'):
         speed.allocator_env('tcmalloc', {}, None, True)
+
+
+def per_group_conv(x, weight, groups, stride):
+    """Independent reference: one dense conv per group, outputs concatenated."""
+    xs = x.chunk(groups, dim=1)
+    ws = weight.chunk(groups, dim=0)
+    return torch.cat([torch.nn.functional.conv2d(a, b, stride=stride, padding=1)
+                      for a, b in zip(xs, ws)], dim=1)
+
+
+@pytest.mark.parametrize('groups,stride', [(8, 1), (8, 2), (4, 1)])
+def test_grouped_conv_formulations_equal_per_group_dense_convs(groups, stride):
+    gconv = load_script('grouped_conv')
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 32, 9, 11, generator=gen, requires_grad=True)
+    weight = torch.randn(32, 32 // groups, 3, 3, generator=gen, requires_grad=True)
+    expected = per_group_conv(x, weight, groups, stride)
+    grads = torch.autograd.grad(expected.square().sum(), (x, weight))
+    funcs = gconv.formulations(groups, stride, merges=(2, 4, 3))
+    assert set(funcs) == {'onednn', 'channels-last', 'merge-2', 'merge-4', 'unfold-matmul'}
+    for name, func in funcs.items():
+        out = func(x, weight)
+        torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5, msg=name)
+        got = torch.autograd.grad(out.square().sum(), (x, weight))
+        for g, e in zip(got, grads):  # the merged weight's zero blocks get no gradient
+            torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-4, msg=name)
+
+
+def test_grouped_conv_shapes_of_a_backbone():
+    gconv = load_script('grouped_conv')
+    model = MODELS.build(dict(type='iResGroupFix', depth=50, base_channels=16))
+    shapes = gconv.grouped_conv_shapes(model, batch=2, size=64)
+    # no stem max-pool: the stem halves 64 to 32 and all four stages have stride 2 (on the first
+    # block's grouped 3x3); widths 64..512 in 64 groups; 3-4-6-3 blocks
+    expected = {}
+    size = 32
+    for width, blocks in zip((64, 128, 256, 512), (3, 4, 6, 3)):
+        expected[((2, width, size, size), width, 64, 2)] = 1
+        size //= 2
+        expected[((2, width, size, size), width, 64, 1)] = blocks - 1
+    assert shapes == expected
+    assert not any(m._forward_pre_hooks for m in model.modules())
