@@ -1,6 +1,7 @@
 """Checks shared by the backbone test files."""
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from iresnet_mmdet.models.backbones.residual_network import ResidualBlock
 from mmdet.registry import MODELS
@@ -114,3 +115,10 @@ def assert_checkpointing_works(cfg, input_shape, cp_blocks=1):
     torch.testing.assert_close(plain_results[1], cp_results[1])
     for g0, g1 in zip(plain_results[2], cp_results[2]):
         torch.testing.assert_close(g0, g1)
+
+
+def per_group_conv(x, weight, groups, stride=1):
+    """Independent reference of a grouped 3x3 conv (padding 1): one dense conv per group, the
+    outputs concatenated."""
+    return torch.cat([F.conv2d(a, b, stride=stride, padding=1)
+                      for a, b in zip(x.chunk(groups, 1), weight.chunk(groups, 0))], dim=1)

@@ -9,6 +9,8 @@ import iresnet_mmdet  # noqa: F401
 from iresnet_mmdet.analysis.complexity import model_complexity
 from mmdet.registry import MODELS
 
+from backbone_checks import per_group_conv
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -49,14 +51,6 @@ def test_speed_allocator_environment():
     assert speed.allocator_env('auto', {speed.MALLOC_ENV: 'tcmalloc'}, 'lib.so', True) is None
     with pytest.raises(SystemExit, match='apt-get install libtcmalloc-minimal4'):
         speed.allocator_env('tcmalloc', {}, None, True)
-
-
-def per_group_conv(x, weight, groups, stride):
-    """Independent reference: one dense conv per group, outputs concatenated."""
-    xs = x.chunk(groups, dim=1)
-    ws = weight.chunk(groups, dim=0)
-    return torch.cat([torch.nn.functional.conv2d(a, b, stride=stride, padding=1)
-                      for a, b in zip(xs, ws)], dim=1)
 
 
 @pytest.mark.parametrize('groups,stride', [(8, 1), (8, 2), (4, 1)])

@@ -287,3 +287,24 @@ def test_without_a_compiler_one_message_and_eager(tiny, pipelines):
     assert 'InvalidCxxCompiler' in warnings[0] and 'running eagerly' in warnings[0]
     assert 'CompileHook: compiled' not in text and 'Traceback' not in text
     assert metrics == reference
+
+
+def test_layout_optimisation_off_for_parts_with_narrow_grouped_convs(monkeypatch):
+    from mmdet.registry import MODELS
+    calls = {}
+    monkeypatch.setattr(torch.nn.Module, 'compile',
+                        lambda self, **kwargs: calls.setdefault(type(self).__name__, kwargs))
+    model = torch.nn.Module()
+    model.backbone = MODELS.build(dict(type='iResGroupFix', depth=50, base_channels=16))  # 1-8
+    model.neck = MODELS.build(dict(type='iResGroup', depth=50))  # 32 channels per group
+    model.bbox_head = torch.nn.Conv2d(64, 64, 3, groups=64)  # depthwise
+    assert compile_parts(model, dynamic=False) == ['backbone', 'neck', 'bbox_head']
+    assert calls == {'iResGroupFix': dict(dynamic=False, options=dict(layout_optimization=False)),
+                     'iResGroup': dict(dynamic=False), 'Conv2d': dict(dynamic=False)}
+    # the caller's choice wins: a mode (torch.compile takes mode or options) or the option itself
+    calls.clear()
+    compile_parts(model, parts=('backbone', ), mode='max-autotune')
+    assert calls == {'iResGroupFix': dict(mode='max-autotune')}
+    calls.clear()
+    compile_parts(model, parts=('backbone', ), options=dict(layout_optimization=True, x=1))
+    assert calls == {'iResGroupFix': dict(options=dict(layout_optimization=True, x=1))}

@@ -4,7 +4,7 @@
 #   2. train SSD300 with an iResNet-18 backbone on it (configs/demo/), logging progress;
 #   3. evaluate the final checkpoint and print the COCO AP/AR figures;
 #   4. say where the checkpoint, the logs and the results are.
-# About 5 minutes on an idle 2-core CPU (docs/training.md). Environment knobs: PYTHON,
+# Minutes on a CPU (measured times: docs/training.md). Environment knobs: PYTHON,
 # DEMO_CONFIG, DEMO_WORK_DIR, DEMO_DATA (the data directory must match the config's data_root),
 # DEMO_TCMALLOC=0 (no TCMalloc).
 set -euo pipefail

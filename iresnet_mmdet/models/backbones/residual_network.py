@@ -36,6 +36,7 @@ from mmengine.model.weight_init import constant_init
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmdet.registry import MODELS
+from .grouped_conv import GroupedConv2d
 
 LAYOUTS = ('resnet', 'preact', 'stage')
 SHORTCUTS = ('conv', 'pool')
@@ -186,6 +187,12 @@ class StemSpec:
 IMAGENET_STEM = StemSpec()
 
 
+def default_conv_cfg(spec: ConvSpec) -> Optional[dict]:
+    """The conv type of a branch conv when no ``conv_cfg`` is given: ``nn.Conv2d``, or for
+    grouped convs :class:`GroupedConv2d` (an ``nn.Conv2d`` that trains faster on CPUs)."""
+    return dict(type=GroupedConv2d.__name__) if spec.groups > 1 else None
+
+
 def branch_convs(block: str, in_channels: int, width: int, out_channels: int, stride: Size,
                  dilation: int, groups: int, style: str = 'pytorch') -> List[ConvSpec]:
     """The convs of a building block's residual branch.
@@ -294,7 +301,8 @@ class ResidualBlock(BaseModule):
         self.norm_names = []
         for i, spec in enumerate(convs, start=1):
             conv = build_conv_layer(
-                spec.conv_cfg or conv_cfg, spec.in_channels, spec.out_channels, spec.kernel_size,
+                spec.conv_cfg or conv_cfg or default_conv_cfg(spec), spec.in_channels,
+                spec.out_channels, spec.kernel_size,
                 stride=spec.stride, padding=spec.dilation * (spec.kernel_size // 2),
                 dilation=spec.dilation, groups=spec.groups, bias=False)
             self.add_module(f'conv{i}', conv)
@@ -423,7 +431,9 @@ class ResidualNetwork(BaseModule):
             stride-1 1x1 conv, as mmdet. Not with ``shortcut='pool'``, which already pools.
         frozen_stages: stages to freeze (no gradient, norm in eval mode); 0 freezes the stem,
             -1 nothing.
-        conv_cfg: config of conv layers; ``None``: ``Conv2d``, or ``Conv3d`` when ``dims=3``.
+        conv_cfg: config of conv layers; ``None``: ``Conv2d`` (:class:`GroupedConv2d` for the
+            grouped 3x3 convs: the same layer, faster in CPU training), or ``Conv3d`` when
+            ``dims=3``.
         norm_cfg: config of norm layers (BN, SyncBN, GN, ...); with ``dims=3``, BN means BN3d.
         norm_eval: keep norm layers in eval mode during training (frozen statistics).
         dcn: a deformable conv config (mmcv's ``dict(type='DCN', deform_groups=1)`` or ``'DCNv2'``)
