@@ -85,10 +85,12 @@ def free_port():
         return s.getsockname()[1]
 
 
-def torchrun(script, *args):
-    return run([sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2',
-                '--master_addr', '127.0.0.1', '--master_port', str(free_port()), script, *args,
-                '--launcher', 'pytorch'])
+def dist(tool, *args, processes=2):
+    """``tools/dist_train.sh CONFIG N ...`` or ``tools/dist_test.sh CONFIG CKPT N ...`` (torchrun)."""
+    positional = 1 if tool == 'train' else 2
+    args = [*args[:positional], str(processes), *args[positional:]]
+    return run(['bash', osp.join(ROOT, 'tools', f'dist_{tool}.sh'), *args],
+               PORT=str(free_port()), PYTHON=sys.executable)
 
 
 def read_metrics(path):
@@ -152,7 +154,7 @@ def test_train_single_process_then_test(setup):
 
 def test_two_cpu_processes_train_and_test(setup):
     work_dir = setup['base'] / 'work_ddp'
-    result = torchrun(TRAIN, setup['configs']['tiny'], '--work-dir', str(work_dir),
+    result = dist('train', setup['configs']['tiny'], '--work-dir', str(work_dir),
                       '--cfg-options', 'train_cfg.max_epochs=1')
     check(result)
     log = run_log(work_dir)
@@ -167,7 +169,7 @@ def test_two_cpu_processes_train_and_test(setup):
     one, two = setup['base'] / 'm1.json', setup['base'] / 'm2.json'
     check(run([sys.executable, TEST, setup['configs']['tiny'], ckpt, '--work-dir',
                str(setup['base'] / 'test_one'), '--metrics-out', str(one)]))
-    check(torchrun(TEST, setup['configs']['tiny'], ckpt, '--work-dir',
+    check(dist('test', setup['configs']['tiny'], ckpt, '--work-dir',
                    str(setup['base'] / 'test_two'), '--metrics-out', str(two)))
     assert read_metrics(one) == read_metrics(two)
 
@@ -231,6 +233,17 @@ def test_error_missing_data_directory(setup, tmp_path):
                   str(tmp_path / 'w'), '--cfg-options',
                   f'train_dataloader.dataset.data_root={missing}'])
     assert_one_line_error(result, 'no_such_dir', 'does not exist', 'make_synthetic_coco.py')
+
+
+def test_dist_scripts_report_bad_input_once_without_starting_processes(setup, tmp_path):
+    missing = str(tmp_path / 'no_such_dir') + '/'
+    work_dir = tmp_path / 'w'
+    result = dist('train', setup['configs']['tiny'], '--work-dir', str(work_dir), '--cfg-options',
+                  f'train_dataloader.dataset.data_root={missing}')
+    assert_one_line_error(result, 'no_such_dir', 'does not exist')
+    assert 'ChildFailedError' not in result.stderr and not work_dir.exists()
+    result = dist('test', setup['configs']['tiny'], str(tmp_path / 'none.pth'))
+    assert_one_line_error(result, 'none.pth', 'does not exist')
 
 
 def test_error_malformed_annotation_file(setup, tmp_path):

@@ -13,6 +13,9 @@ shift 2
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYTHON="${PYTHON:-$( [[ -x "$ROOT/.venv/bin/python" ]] && echo "$ROOT/.venv/bin/python" || echo python)}"
 
+# Bad input gets the tool's one-line error here, not once per process plus torchrun's traceback.
+"$PYTHON" "$ROOT/tools/train.py" "$CONFIG" --check "$@" >/dev/null || exit $?
+
 exec "$PYTHON" -m torch.distributed.run \
     --nnodes="${NNODES:-1}" \
     --node_rank="${NODE_RANK:-0}" \

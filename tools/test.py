@@ -47,6 +47,9 @@ def parse_args(argv=None):
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
         help='override config settings, "key=value" pairs, e.g. test_dataloader.batch_size=1')
+    parser.add_argument('--check', action='store_true',
+                        help='only check the config, data and options (and checkpoint) as the '
+                        'run would, then exit: tools/dist_*.sh do this before starting processes')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
     parser.add_argument('--fuse-conv-bn', action='store_true',
@@ -136,6 +139,9 @@ def main(argv=None):
     cli.check_model_types(cfg)
     cli.check_data(cfg, ['test'])
     ckpt = cli.load_checkpoint_file(args.checkpoint)  # exists and loads safely, before any work
+    if args.check:
+        print(f'check passed: {args.config}')
+        return 0
     try:
         setup_cpu_distributed(cfg, args.launcher)
     except ValueError as exc:

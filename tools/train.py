@@ -54,6 +54,9 @@ def parse_args(argv=None):
         '--cfg-options', nargs='+', action=DictAction,
         help='override config settings, "key=value" pairs, e.g. train_cfg.max_epochs=2 '
         '"model.backbone.depth=18"')
+    parser.add_argument('--check', action='store_true',
+                        help='only check the config, data and options (and checkpoint) as the '
+                        'run would, then exit: tools/dist_*.sh do this before starting processes')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
     # torch.distributed.launch passes --local-rank (torch >= 2.0) or --local_rank
@@ -138,6 +141,9 @@ def main(argv=None):
     apply_args(cfg, args)
     cli.check_model_types(cfg)
     cli.check_data(cfg, ['train', 'val'] if cfg.get('val_cfg') else ['train'])
+    if args.check:
+        print(f'check passed: {args.config}')
+        return 0
     try:
         setup_cpu_distributed(cfg, args.launcher)
     except ValueError as exc:

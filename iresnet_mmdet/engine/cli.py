@@ -267,7 +267,7 @@ def _check_dataset(dataset, where):
         raise ToolError(
             f"data directory '{root}' ({where}.data_root) does not exist. Put the dataset there or "
             'point data_root to it (e.g. --cfg-options ...data_root=DIR); the bundled demo data '
-            f'is made by: python tools/data/make_synthetic_coco.py --out {root}')
+            f'is made by: .venv/bin/python tools/data/make_synthetic_coco.py --out {root}')
     ann_file = dataset.get('ann_file')
     if not ann_file:
         return
