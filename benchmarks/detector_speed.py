@@ -298,14 +298,8 @@ class OnnxEntry(Entry):
     def __init__(self, config, variant, model, batch, workdir):
         from iresnet_mmdet.deploy import export
         from iresnet_mmdet.deploy.runtime import make_session
-        self.config, self.variant, self.mode, self.amp = config, variant, 'infer', False
-        self.device, self.samples = 'cpu', batch[1]
-        self.seconds, self.first_loss = [], None
-        model.eval()
-        if 'fuse-conv-bn' in variant_parts(variant):
-            from iresnet_mmdet.engine.fuse import fuse_and_verify
-            fuse_and_verify(model, image_size=tuple(batch[0].shape[-2:]))
-        shape = tuple(batch[0].shape[-2:])
+        super().__init__(config, variant, 'infer', model, batch, amp=False)  # eval, fused if asked
+        shape = tuple(self.inputs.shape[-2:])
         stem = osp.join(workdir, f'{short_name(config)}_{variant}')
         export.export_onnx(export.build_graph(model, shape), stem + '.onnx', shape, {},
                            dynamic_batch=True)
@@ -314,7 +308,7 @@ class OnnxEntry(Entry):
         threads = torch.get_num_threads()
         self.session = make_session(stem + '.onnx', threads)
         self.raw_session = make_session(stem + '_raw.onnx', threads)
-        self.images = graph_images(model, batch[0])
+        self.images = graph_images(model, self.inputs)
 
     def step(self) -> None:
         self.session.run(None, {'images': self.images})
