@@ -17,6 +17,8 @@ import torch
 import iresnet_mmdet  # noqa: F401  (registers the plugin; allow-lists checkpoint classes)
 from iresnet_mmdet.engine.compile import CompileHook, add_compile_hook, compile_parts
 
+from tool_runs import tool_env
+
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TRAIN = osp.join(ROOT, 'tools', 'train.py')
 TEST = osp.join(ROOT, 'tools', 'test.py')
@@ -48,17 +50,9 @@ default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=1, max_ke
 """
 
 
-def env(**extra):
-    import os
-    result = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1', PYTHONWARNINGS='ignore')
-    result.pop('IRESNET_MMDET_DEBUG', None)
-    result.update(extra)
-    return result
-
-
 def run(args, **extra_env):
     result = subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True,
-                            timeout=TIMEOUT, cwd=ROOT, env=env(**extra_env))
+                            timeout=TIMEOUT, cwd=ROOT, env=tool_env(**extra_env))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
 

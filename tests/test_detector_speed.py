@@ -6,7 +6,6 @@ model, and one ``error:`` line with exit status 2 and no JSON file for bad input
 the demo config cut to base width 8 and 16, so that each run takes seconds.
 """
 import json
-import os
 import os.path as osp
 import pickle
 import re
@@ -15,6 +14,8 @@ import sys
 
 import pytest
 import torch
+
+from tool_runs import assert_one_line_error, tool_env
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 BENCH = osp.join(ROOT, 'benchmarks', 'detector_speed.py')
@@ -34,20 +35,8 @@ model = dict(
 
 
 def run(*args, **extra_env):
-    env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1', PYTHONWARNINGS='ignore')
-    env.pop('IRESNET_MMDET_DEBUG', None)
-    env.update(extra_env)
     return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True,
-                          timeout=300, cwd=ROOT, env=env)
-
-
-def assert_one_line_error(result, *fragments):
-    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
-    assert 'Traceback' not in result.stderr, result.stderr[-3000:]
-    errors = [line for line in result.stderr.splitlines() if line.startswith('error:')]
-    assert len(errors) == 1, result.stderr[-3000:]
-    for fragment in fragments:
-        assert fragment in errors[0], errors[0]
+                          timeout=300, cwd=ROOT, env=tool_env(**extra_env))
 
 
 @pytest.fixture(scope='module')

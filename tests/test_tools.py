@@ -16,6 +16,8 @@ import torch
 
 import iresnet_mmdet  # noqa: F401  (allow-lists mmengine checkpoint classes for torch.load)
 
+from tool_runs import assert_one_line_error, tool_env
+
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TRAIN = osp.join(ROOT, 'tools', 'train.py')
 TEST = osp.join(ROOT, 'tools', 'test.py')
@@ -61,17 +63,9 @@ class DieAfterFirstEpoch(Hook):
 """
 
 
-def env(**extra):
-    """Environment of the subprocesses: one thread each (reproducible numbers)."""
-    result = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1', PYTHONWARNINGS='ignore')
-    result.pop('IRESNET_MMDET_DEBUG', None)
-    result.update(extra)
-    return result
-
-
 def run(args, **extra_env):
     return subprocess.run(args, capture_output=True, text=True, timeout=TIMEOUT, cwd=ROOT,
-                          env=env(**extra_env))
+                          env=tool_env(**extra_env))
 
 
 def check(result):
@@ -216,15 +210,6 @@ def test_plot_curves(setup, tmp_path):
 
 
 # ---- bad input: one "error:" line, exit status 2, no traceback --------------------------------
-
-
-def assert_one_line_error(result, *fragments):
-    assert result.returncode == 2, result.stderr[-3000:]
-    assert 'Traceback' not in result.stderr, result.stderr[-3000:]
-    errors = [line for line in result.stderr.splitlines() if line.startswith('error:')]
-    assert len(errors) == 1, result.stderr[-3000:]
-    for fragment in fragments:
-        assert fragment in errors[0], errors[0]
 
 
 def test_error_missing_data_directory(setup, tmp_path):
