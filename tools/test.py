@@ -48,8 +48,9 @@ def parse_args(argv=None):
         '--cfg-options', nargs='+', action=DictAction,
         help='override config settings, "key=value" pairs, e.g. test_dataloader.batch_size=1')
     parser.add_argument('--check', action='store_true',
-                        help='only check the config, data and options (and checkpoint) as the '
-                        'run would, then exit: tools/dist_*.sh do this before starting processes')
+                        help='only check the config, data, options and that the checkpoint '
+                        'loads, as the run would, then exit: tools/dist_test.sh does this before '
+                        'starting processes')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
     parser.add_argument('--fuse-conv-bn', action='store_true',

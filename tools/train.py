@@ -55,8 +55,8 @@ def parse_args(argv=None):
         help='override config settings, "key=value" pairs, e.g. train_cfg.max_epochs=2 '
         '"model.backbone.depth=18"')
     parser.add_argument('--check', action='store_true',
-                        help='only check the config, data and options (and checkpoint) as the '
-                        'run would, then exit: tools/dist_*.sh do this before starting processes')
+                        help='only check the config, data and options as the run would, then '
+                        'exit: tools/dist_train.sh does this before starting processes')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
     # torch.distributed.launch passes --local-rank (torch >= 2.0) or --local_rank
