@@ -47,6 +47,7 @@ import torch.nn as nn
 
 import iresnet_mmdet  # noqa: F401  (registers the backbones)
 from iresnet_mmdet.analysis.complexity import model_complexity
+from iresnet_mmdet.errors import ToolError, run_main
 from mmdet.registry import MODELS
 
 RESNET = 'ResNet-50 (mmdet)'
@@ -84,8 +85,9 @@ def allocator_env(choice: str, environ: dict, tcmalloc: Optional[str],
     env = dict(environ)
     if choice == 'tcmalloc':
         if not tcmalloc:
-            sys.exit('error: --malloc tcmalloc, but no TCMalloc library was found; install it '
-                     '(Debian: apt-get install libtcmalloc-minimal4) or use --malloc glibc-tuned')
+            raise ToolError('--malloc tcmalloc, but no TCMalloc library was found; install it '
+                            '(Debian: apt-get install libtcmalloc-minimal4) or use --malloc '
+                            'glibc-tuned')
         env['LD_PRELOAD'] = ' '.join(filter(None, [tcmalloc, environ.get('LD_PRELOAD')]))
         env[MALLOC_ENV] = f'tcmalloc ({tcmalloc})'
         return env
@@ -284,4 +286,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    run_main(main)

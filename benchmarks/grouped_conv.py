@@ -24,7 +24,6 @@ Usage::
 import argparse
 import os
 import statistics
-import sys
 import time
 from typing import Callable, Dict, List, Sequence, Tuple
 
@@ -32,6 +31,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from iresnet_mmdet.config import load_config
+from iresnet_mmdet.errors import ToolError, run_main
 from iresnet_mmdet.models.backbones.grouped_conv import block_diagonal
 
 DEFAULT_CONFIGS = ('configs/ssd300/ssd300_iresgroupfix50_8xb32-65e_coco.py',
@@ -160,10 +161,8 @@ def print_table(label: str, rows: Sequence[dict]) -> None:
 
 
 def backbone_of(config: str) -> nn.Module:
-    import iresnet_mmdet  # noqa: F401  (registers the backbones)
     from mmdet.registry import MODELS
-    from mmengine.config import Config
-    cfg = Config.fromfile(config)
+    cfg = load_config(config)
     return MODELS.build(cfg.model.backbone)
 
 
@@ -179,12 +178,12 @@ def parse_args(argv=None):
     try:
         args.merge = [int(k) for k in args.merge.split(',') if k]
     except ValueError:
-        parser.exit(2, f'error: --merge takes comma-separated integers, not {args.merge!r}\n')
+        raise ToolError(f'--merge takes comma-separated integers, not {args.merge!r}') from None
     missing = [c for c in args.configs if not os.path.isfile(c)]
     if missing:
-        parser.exit(2, f'error: config not found: {missing[0]} (give a path to a .py config)\n')
+        raise ToolError(f'config not found: {missing[0]} (give a path to a .py config)')
     if args.batch < 1 or args.size < 32 or args.repeats < 1:
-        parser.exit(2, 'error: needs --batch >= 1, --size >= 32, --repeats >= 1\n')
+        raise ToolError('needs --batch >= 1, --size >= 32, --repeats >= 1')
     return args
 
 
@@ -197,8 +196,7 @@ def main(argv=None) -> int:
     shapes = {config: grouped_conv_shapes(backbone_of(config), args.batch, args.size)
               for config in args.configs}
     if not any(shapes.values()):
-        print('error: the backbones of these configs have no grouped 3x3 convs', file=sys.stderr)
-        return 2
+        raise ToolError('the backbones of these configs have no grouped 3x3 convs')
     for config, found in shapes.items():
         print(f'\n{os.path.basename(config)}: {len(found)} distinct grouped 3x3 conv(s)')
         for shape, layers in found.items():
@@ -207,4 +205,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    run_main(main)

@@ -13,24 +13,22 @@ By default the written state_dict is the *backbone* (``conv1``, ``bn1``, ``layer
 ``keep_fc=True`` also keeps ``fc.*``: the ImageNet form
 (:func:`~iresnet_mmdet.models.build_classifier`) then loads the file with ``strict=True``.
 
-Files are read with ``torch.load(weights_only=True)``: a file that needs arbitrary unpickling (it
-refers to Python callables, e.g. through ``__reduce__``) is refused and nothing in it is executed.
+Files are read and written by :mod:`iresnet_mmdet.checkpoint`: ``torch.load(weights_only=True)`` (a
+file that refers to Python callables, e.g. through ``__reduce__``, is refused and nothing in it is
+executed) and an atomic ``torch.save``.
 """
 import functools
 import hashlib
-import os
 import os.path as osp
-import pickle
 import re
-import tempfile
-import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from .engine.cli import ToolError
+from .checkpoint import Mismatch, compare_state, load_checkpoint, save_checkpoint
+from .errors import ToolError
 from .models.classifier import ARCH_FAMILIES, build_classifier, parse_arch
 from .version import __version__
 
@@ -51,7 +49,6 @@ BN_COUNTER = 'num_batches_tracked'
 STATE_DICT_ENTRIES = ('state_dict', 'model')
 CONVERTER_SCRIPT = 'tools/model_converters/iresnet_official_to_mmdet.py'
 _SHOWN = 5  # keys named in a message
-_TORCH_REBUILT = ('torch.', 'collections.OrderedDict')
 
 
 class ConversionError(ToolError):
@@ -150,86 +147,6 @@ class Source:
     arch_field: Optional[str] = None
 
 
-def load_file(path: str) -> object:
-    """``torch.load`` with ``weights_only=True`` and clear errors.
-
-    Args:
-        path: the file.
-
-    Returns:
-        The unpickled object (tensors and plain containers only).
-
-    Raises:
-        ConversionError: for a missing, unreadable, corrupt or unsafe file.
-    """
-    if not osp.isfile(path):
-        raise ConversionError(f'source checkpoint not found (or not a file): {path}')
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore')  # e.g. "Detected pickle protocol 4" noise
-            return torch.load(path, map_location='cpu', weights_only=True)
-    except pickle.UnpicklingError as exc:
-        text = ' '.join(str(exc).split())
-        found = re.search(r'(?:unsupported GLOBAL|Unsupported global:? GLOBAL) (\S+)', text, re.I)
-        # A plain pickle (not written by torch.save) fails earlier, on an opcode that safe loading
-        # does not know; name the Python objects it refers to by reading its opcodes (no execution).
-        names = [found.group(1).rstrip('.,')] if found else pickle_globals(path)
-        if names:
-            raise ConversionError(
-                f'refusing {path}: it refers to Python objects ({", ".join(names[:3])}) that only '
-                'arbitrary unpickling could load, which can run code; nothing in it was executed. '
-                "Convert only files from the authors' release (plain tensors). If you trust the "
-                "file, re-save its weights: torch.save(obj['state_dict'], 'weights.pth')") from None
-        raise _corrupt(path, exc) from None
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, TypeError,
-            AttributeError, UnicodeDecodeError) as exc:
-        raise _corrupt(path, exc) from None
-
-
-def pickle_globals(path: str, max_ops: int = 100000) -> List[str]:
-    """The ``module.name`` globals a plain pickle refers to, read without unpickling.
-
-    Args:
-        path: the file.
-        max_ops: stop after this many opcodes.
-
-    Returns:
-        The names found before the first malformed opcode, except torch's own tensor and storage
-        helpers (empty for a non-pickle).
-    """
-    import pickletools
-    names, strings = [], []
-    try:
-        with open(path, 'rb') as f:
-            for i, (op, arg, _) in enumerate(pickletools.genops(f)):
-                if i >= max_ops or op.name == 'STOP':
-                    break
-                if op.name == 'GLOBAL':
-                    names.append(str(arg).replace(' ', '.'))
-                elif op.name == 'STACK_GLOBAL' and len(strings) >= 2:
-                    names.append('.'.join(strings[-2:]))
-                elif isinstance(arg, str):
-                    strings.append(arg)
-    except Exception:  # noqa: BLE001  (a malformed pickle: keep what was read)
-        pass
-    # What torch itself would rebuild (tensors, storages, OrderedDict) is not worth naming.
-    names = [n for n in dict.fromkeys(names) if not n.startswith(_TORCH_REBUILT)]
-    return names
-
-
-def _corrupt(path: str, exc: Exception) -> ConversionError:
-    detail = ' '.join(str(exc).split())
-    detail = re.sub(r'\. This is an internal miniz error.*', '', detail)
-    if 'Weights only load failed' in detail:
-        found = re.search(r'(Unsupported operand \d+)', detail)
-        detail = found.group(1) if found else 'not a torch.save file'
-    elif not isinstance(exc, RuntimeError):
-        detail = f'{type(exc).__name__}: {detail}' if detail else type(exc).__name__
-    return ConversionError(
-        f'cannot read {path}: the file is truncated, corrupt or not a PyTorch checkpoint '
-        f'({detail[:200]}). Download it again from the authors\' release.')
-
-
 def read_source(path: str) -> Source:
     """Read a bare state_dict or a training checkpoint and return its weights.
 
@@ -242,10 +159,7 @@ def read_source(path: str) -> Source:
     Raises:
         ConversionError: for anything that is not a state_dict of tensors.
     """
-    obj = load_file(path)
-    if not isinstance(obj, dict):
-        raise ConversionError(f'{path} holds a {type(obj).__name__}, not a state_dict (a dict of '
-                              'tensors) or a training checkpoint with a "state_dict" entry')
+    obj = load_checkpoint(path, 'source checkpoint')
     dropped = []
     container = 'bare state_dict'
     arch_field = None
@@ -305,41 +219,6 @@ def strip_prefix(state_dict: Dict[str, torch.Tensor], prefix: str,
 # ------------------------------------------------------------------------------------------------
 
 
-@dataclass
-class Mismatch:
-    """How a state_dict differs from an architecture (all lists in network order).
-
-    Attributes:
-        arch: the architecture.
-        missing: keys of the architecture absent from the file (``num_batches_tracked`` aside).
-        unexpected: keys of the file the architecture does not have.
-        wrong_shape: (key, shape in the file, shape of the architecture).
-    """
-    arch: str
-    missing: List[str] = field(default_factory=list)
-    unexpected: List[str] = field(default_factory=list)
-    wrong_shape: List[Tuple[str, tuple, tuple]] = field(default_factory=list)
-
-    @property
-    def count(self) -> int:
-        return len(self.missing) + len(self.unexpected) + len(self.wrong_shape)
-
-    def describe(self) -> str:
-        """One-line description, e.g. ``'3 shape mismatches (first: ...); 2 keys missing ...'``."""
-        parts = []
-        if self.wrong_shape:
-            first = ', '.join(f'{k} {tuple(a)} in the file vs {tuple(b)}'
-                              for k, a, b in self.wrong_shape[:_SHOWN])
-            parts.append(f'{len(self.wrong_shape)} shape mismatches (first: {first})')
-        if self.missing:
-            parts.append(f'{len(self.missing)} keys missing from the file (first: '
-                         f'{", ".join(self.missing[:_SHOWN])})')
-        if self.unexpected:
-            parts.append(f'{len(self.unexpected)} unexpected keys in the file (first: '
-                         f'{", ".join(self.unexpected[:_SHOWN])})')
-        return '; '.join(parts)
-
-
 def compare(state_dict: Dict[str, torch.Tensor], arch: str, keep_fc: bool = False) -> Mismatch:
     """Compare every key and shape of ``state_dict`` with ``arch``.
 
@@ -354,15 +233,9 @@ def compare(state_dict: Dict[str, torch.Tensor], arch: str, keep_fc: bool = Fals
         The :class:`Mismatch` (``count == 0``: the file fits).
     """
     ref = reference(arch)
-    result = Mismatch(arch)
-    for key, shape in ref.shapes.items():
-        if key not in state_dict:
-            if not key.endswith(BN_COUNTER):
-                result.missing.append(key)
-        elif tuple(state_dict[key].shape) != shape:
-            result.wrong_shape.append((key, tuple(state_dict[key].shape), shape))
+    result = compare_state(state_dict, ref.shapes, may_miss=(BN_COUNTER, ))
     fc_keys = {FC_PREFIX + 'weight', FC_PREFIX + 'bias'}
-    result.unexpected = [k for k in state_dict if k not in ref.shapes and k not in fc_keys]
+    result.unexpected = [k for k in result.unexpected if k not in fc_keys]
     weight, bias = state_dict.get('fc.weight'), state_dict.get('fc.bias')
     if keep_fc:
         result.missing += [k for k in sorted(fc_keys) if k not in state_dict]
@@ -374,7 +247,8 @@ def compare(state_dict: Dict[str, torch.Tensor], arch: str, keep_fc: bool = Fals
 
 
 def infer_arch(state_dict: Dict[str, torch.Tensor],
-               candidates: Optional[Sequence[str]] = None) -> Tuple[List[str], List[Mismatch]]:
+               candidates: Optional[Sequence[str]] = None
+               ) -> Tuple[List[str], List[Tuple[str, Mismatch]]]:
     """The architectures whose keys and shapes ``state_dict`` fits exactly.
 
     Args:
@@ -382,7 +256,7 @@ def infer_arch(state_dict: Dict[str, torch.Tensor],
         candidates: architectures to try (default: :func:`candidate_archs`).
 
     Returns:
-        (exact fits, the other candidates' mismatches sorted from closest to farthest).
+        (exact fits, ``(arch, mismatch)`` of the other candidates, closest first).
     """
     candidates = list(candidates or candidate_archs())
     # An exact fit has the file's blocks per stage: try those first (cheap, no model built).
@@ -392,10 +266,13 @@ def infer_arch(state_dict: Dict[str, torch.Tensor],
     for group in (likely, [a for a in candidates if a not in likely]):
         for arch in group:
             mismatch = compare(state_dict, arch)
-            (others if mismatch.count else fits).append(mismatch if mismatch.count else arch)
+            if mismatch.count:
+                others.append((arch, mismatch))
+            else:
+                fits.append(arch)
         if fits:
             break
-    others.sort(key=lambda m: m.count)
+    others.sort(key=lambda pair: pair[1].count)
     return fits, others
 
 
@@ -449,7 +326,7 @@ def choose_arch(state_dict: Dict[str, torch.Tensor], arch: Optional[str], keep_f
             raise ConversionError(f'{path} fits several architectures ({", ".join(fits)}); '
                                   'choose one with --arch')
         if not fits:
-            closest = ' | '.join(f'{m.arch}: {m.describe()}' for m in others[:3])
+            closest = ' | '.join(f'{a}: {m.describe()}' for a, m in others[:3])
             raise ConversionError(f'{path} fits no known architecture exactly. Closest: {closest}')
         arch = fits[0]
         mismatch = compare(state_dict, arch, keep_fc)
@@ -568,7 +445,8 @@ def convert(src: str, dst: Optional[str] = None, arch: Optional[str] = None,
         The :class:`Report`.
 
     Raises:
-        ConversionError: for a file that cannot be read or does not fit the architecture.
+        ToolError: for a file that cannot be read or written (ConversionError: one that does not fit
+            the architecture).
     """
     src, dst = str(src), None if dst is None else str(dst)
     if dst is not None and osp.isdir(dst):
@@ -594,39 +472,8 @@ def convert(src: str, dst: Optional[str] = None, arch: Optional[str] = None,
     if source.arch_field is not None:
         meta['source_arch_field'] = source.arch_field
     if dst is not None:
-        save_atomic({'meta': meta, 'state_dict': state_dict}, dst)
+        save_checkpoint({'meta': meta, 'state_dict': state_dict}, dst)
     return Report(src, dst, arch, source.container, state_dict, num_params, dropped, added, meta)
-
-
-def save_atomic(obj: dict, dst: str) -> None:
-    """``torch.save`` to a temporary file beside ``dst``, then rename it to ``dst``.
-
-    Args:
-        obj: what to save.
-        dst: the output path (parent folders are created).
-
-    Raises:
-        ConversionError: if the file cannot be written; no partial file is left.
-    """
-    folder = osp.dirname(osp.abspath(dst))
-    try:
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f'.{osp.basename(dst)}.', suffix='.tmp', dir=folder)
-    except OSError as exc:
-        raise ConversionError(f'cannot write {dst}: {exc.strerror or exc}') from None
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            torch.save(obj, f)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private (0600)
-        os.replace(tmp, dst)
-    except BaseException as exc:
-        if osp.exists(tmp):
-            os.remove(tmp)
-        if isinstance(exc, OSError):  # e.g. the disk is full
-            raise ConversionError(f'cannot write {dst}: {exc.strerror or exc}') from None
-        raise
 
 
 def _sha256(path: str) -> str:
@@ -638,8 +485,7 @@ def _sha256(path: str) -> str:
 
 
 __all__ = [
-    'RELEASED_ARCHS', 'ConversionError', 'Mismatch', 'Report', 'Source', 'backbone_config',
+    'RELEASED_ARCHS', 'ConversionError', 'Report', 'Source', 'backbone_config',
     'candidate_archs', 'choose_arch', 'compare', 'convert',
-    'convert_state_dict', 'infer_arch', 'load_file', 'pickle_globals', 'read_source', 'reference',
-    'save_atomic'
+    'convert_state_dict', 'infer_arch', 'read_source', 'reference'
 ]

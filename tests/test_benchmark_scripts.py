@@ -7,6 +7,7 @@ import torch
 
 import iresnet_mmdet  # noqa: F401
 from iresnet_mmdet.analysis.complexity import model_complexity
+from iresnet_mmdet.errors import ToolError
 from mmdet.registry import MODELS
 
 from backbone_checks import per_group_conv
@@ -49,7 +50,7 @@ def test_speed_allocator_environment():
     assert speed.allocator_env('system', {}, 'libtcmalloc.so.4', True) is None
     assert speed.allocator_env('glibc-tuned', {}, 'libtcmalloc.so.4', False) is None
     assert speed.allocator_env('auto', {speed.MALLOC_ENV: 'tcmalloc'}, 'lib.so', True) is None
-    with pytest.raises(SystemExit, match='apt-get install libtcmalloc-minimal4'):
+    with pytest.raises(ToolError, match='apt-get install libtcmalloc-minimal4'):
         speed.allocator_env('tcmalloc', {}, None, True)
 
 

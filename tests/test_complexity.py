@@ -11,6 +11,7 @@ import mmdet
 from iresnet_mmdet import paper
 from iresnet_mmdet.analysis import complexity_rows, count_ops, markdown_table, model_complexity
 from iresnet_mmdet.analysis.complexity import detector_table
+from iresnet_mmdet.errors import ToolError
 from mmdet.registry import MODELS
 
 CONFIGS = Path(__file__).resolve().parents[1] / 'configs' / 'ssd300'
@@ -177,7 +178,8 @@ def test_bad_input_is_explained():
         model_complexity(nn.Linear(2, 2), (3, 8, 8), convention='flops')
     with pytest.raises(ValueError, match='input_shape'):
         model_complexity(nn.Conv2d(3, 3, 1), (300, 300))
-    with pytest.raises(FileNotFoundError, match='not found'):
+    with pytest.raises(ToolError, match="config file 'configs/ssd300/no_such_config.py' does not "
+                       'exist'):
         model_complexity('configs/ssd300/no_such_config.py')
 
 
@@ -202,8 +204,10 @@ def test_table_and_cli(capsys):
     assert cli.main(['resnet50', '--shape', '64']) == 0
     out = capsys.readouterr().out
     assert 'ResNet-50' in out and '[paper] GFLOPs (paper counter)' in out and '[macs] GMACs' in out
-    assert cli.main(['no_such_config.py']) == 2
-    assert 'error: Config file' in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        cli.run_main(lambda: cli.main(['no_such_config.py']))
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == "error: config file 'no_such_config.py' does not exist\n"
 
 
 def load_cli():

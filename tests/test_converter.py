@@ -304,7 +304,8 @@ def test_truncated_and_corrupt_files(iresnet50_file, workdir, capsys):
     for name in ('truncated.pth', 'truncated_legacy.pth', 'text.pth'):
         assert_refused(capsys, [workdir / name, dst], dst, f'cannot read {workdir / name}',
                        'truncated, corrupt or not a PyTorch checkpoint')
-    assert_refused(capsys, [workdir / 'missing.pth', dst], dst, 'source checkpoint not found')
+    assert_refused(capsys, [workdir / 'missing.pth', dst], dst,
+                   f"source checkpoint '{workdir / 'missing.pth'}' does not exist")
 
 
 class _Payload:

@@ -386,7 +386,7 @@ def bad_input_cases(tmp_path, checkpoint):
 
 
 def test_export_bad_input(demo_checkpoint, tmp_path, capsys):
-    from iresnet_mmdet.engine import cli
+    from iresnet_mmdet.errors import run_main
     tool = load_tool(EXPORT)
     out = tmp_path / 'out' / 'model.onnx'
     cases = bad_input_cases(tmp_path, demo_checkpoint[0])
@@ -395,9 +395,9 @@ def test_export_bad_input(demo_checkpoint, tmp_path, capsys):
     result = run_tool(EXPORT, *args, '--out', out)
     assert result.returncode == 2 and result.stderr.startswith('error: '), result.stderr
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
-    for args, message in others:  # the same path (cli.run_main), in this process
+    for args, message in others:  # the same path (run_main), in this process
         with pytest.raises(SystemExit) as exit_info:
-            cli.run_main(lambda: tool.main([str(a) for a in args] + ['--out', str(out)]))
+            run_main(lambda: tool.main([str(a) for a in args] + ['--out', str(out)]))
         assert exit_info.value.code == 2
         stderr = capsys.readouterr().err.strip().splitlines()
         assert stderr[-1].startswith('error: ') and message in stderr[-1], stderr[-1]
@@ -491,7 +491,7 @@ def register_unfusable_backbone():
 
 
 def test_fuse_conv_bn_never_exports_a_changed_model(tmp_path, capsys):
-    from iresnet_mmdet.engine import cli
+    from iresnet_mmdet.errors import run_main
     register_unfusable_backbone()
     config = tmp_path / 'ssd300_unfusable.py'
     config.write_text(f"_base_ = '{DEMO_CONFIG}'\nmodel = dict(backbone=dict(type='UnfusableiResNet'))\n")
@@ -499,7 +499,7 @@ def test_fuse_conv_bn_never_exports_a_changed_model(tmp_path, capsys):
     random_checkpoint(str(config), checkpoint)
     out = tmp_path / 'fused.onnx'
     with pytest.raises(SystemExit) as exit_info:
-        cli.run_main(lambda: load_tool(EXPORT).main(
+        run_main(lambda: load_tool(EXPORT).main(
             [str(config), str(checkpoint), '--out', str(out), '--fuse-conv-bn']))
     assert exit_info.value.code == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]

@@ -6,6 +6,7 @@ pycocotools' own ``COCOeval.summarize()``, the differences were worked out by ha
 """
 import contextlib
 import copy
+import importlib.util
 import io
 import json
 import subprocess
@@ -23,6 +24,15 @@ from iresnet_mmdet.paper import Figure
 REPO = Path(__file__).resolve().parents[1]
 PAPER_JSON = json.loads((REPO / 'tests' / 'data' / 'paper_tables.json').read_text())
 PAPER_ROWS = PAPER_JSON['ssd300_coco_val2017']['rows']
+
+def load_tool():
+    """tools/analysis/detection_table.py as a module."""
+    spec = importlib.util.spec_from_file_location(
+        'detection_table_tool', REPO / 'tools' / 'analysis' / 'detection_table.py')
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool
+
 
 FIGURES = OrderedDict(zip(FIGURE_NAMES, [0.25349, 0.4249, 0.26, 0.07, 0.27651, 0.4, 0.2349,
                                          0.351, 0.372, -1.0, 0.4099, 0.5751]))
@@ -159,9 +169,10 @@ def test_command_line_end_to_end(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(dt, 'measure_complexity',
                         lambda cfg, convention, size: complexity[cfg.model.backbone.type])
     out = tmp_path / 'table' / 'ssd300'
-    status = dt.main(['--run', _config(tmp_path, 'iResNet', ann), metrics,
-                      '--run', _config(tmp_path, 'ResNet', ann), dets_file,
-                      '--run', '-', metrics, 'PreActResNet-50', '--paper', '--out', str(out)])
+    status = load_tool().main(['--run', _config(tmp_path, 'iResNet', ann), metrics,
+                              '--run', _config(tmp_path, 'ResNet', ann), dets_file,
+                              '--run', '-', metrics, 'PreActResNet-50', '--paper', '--out',
+                              str(out)])
     assert status == 0
     printed = capsys.readouterr().out
     markdown = (out.parent / 'ssd300.md').read_text()
@@ -183,12 +194,17 @@ def test_command_line_errors(tmp_path, capsys):
     dets[0]['category_id'] = 12345
     ann = _write(tmp_path / 'ann.json', gt)
     bad = _write(tmp_path / 'dets.json', dets)
-    assert dt.main(['--run', '-', bad, 'X', '--ann', ann]) == 2
-    assert 'category id(s) are not in the annotation file' in capsys.readouterr().err
-    assert dt.main(['--run', '-', bad, 'X']) == 2
-    assert 'give the annotation file with --ann' in capsys.readouterr().err
+    tool = load_tool()
+    for argv, message in ((['--run', '-', bad, 'X', '--ann', ann],
+                           'category id(s) are not in the annotation file'),
+                          (['--run', '-', bad, 'X'], 'give the annotation file with --ann')):
+        with pytest.raises(SystemExit) as exit_info:
+            tool.run_main(lambda: tool.main(argv))
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith('error: ') and message in err and len(err.splitlines()) == 1, err
     with pytest.raises(SystemExit):
-        dt.main(['--run', 'only-one-value'])
+        tool.main(['--run', 'only-one-value'])
 
 
 def test_tool_script_runs():

@@ -1,4 +1,4 @@
-"""iresnet_mmdet.engine: safe checkpoint loading, the CPU DDP wrapper, the channels_last hook."""
+"""Safe checkpoint loading (iresnet_mmdet.checkpoint), the CPU DDP wrapper, channels_last hook."""
 import io
 import os
 import pickle
@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 
 import iresnet_mmdet  # noqa: F401  (registers the allow-list and the engine modules)
-from iresnet_mmdet.engine.checkpoint import history_buffer_getattr
+from iresnet_mmdet.checkpoint import history_buffer_getattr
 
 
 class RunsCommand:
@@ -81,6 +81,30 @@ def test_arbitrary_callables_are_still_refused(payload, tmp_path):
     with pytest.raises(pickle.UnpicklingError):
         _roundtrip({'state_dict': {}, 'payload': payload(marker)})
     assert not marker.exists()
+
+
+def test_unreadable_checkpoints_name_the_cause_without_torchs_advice(tmp_path):
+    from iresnet_mmdet.checkpoint import load_checkpoint
+    from iresnet_mmdet.errors import ToolError, describe_error
+    (tmp_path / 'empty.pth').write_bytes(b'')
+    (tmp_path / 'random.pth').write_bytes(np.random.default_rng(0).bytes(4096))
+    torch.save({'state_dict': {}, 'payload': RunsCommand(tmp_path / 'RAN')}, tmp_path / 'evil.pth')
+    expected = {'empty.pth': 'the file is empty (0 bytes)',
+                'random.pth': 'truncated, corrupt or not a PyTorch checkpoint (Unsupported operand',
+                'evil.pth': 'call) that safe loading (torch.load weights_only=True) refuses'}
+    for name, fragment in expected.items():
+        with pytest.raises(ToolError) as error:
+            load_checkpoint(str(tmp_path / name))
+        assert fragment in str(error.value) and 'weights_only=False' not in str(error.value)
+        assert 'will likely succeed' not in str(error.value)
+    # the same for a refusal raised inside mmengine's runner (resume, load_from)
+    with pytest.raises(pickle.UnpicklingError) as raw:
+        torch.load(tmp_path / 'evil.pth')
+    assert 'weights_only' in str(raw.value) and 'will likely succeed' in str(raw.value)
+    message = describe_error(raw.value)
+    assert 'call) that safe loading' in message and 'will likely succeed' not in message
+    assert 'GLOBAL' not in message
+    assert not (tmp_path / 'RAN').exists()
 
 
 def test_getattr_stand_in_only_gives_statistics_methods():

@@ -26,7 +26,12 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # repositor
 # mmengine 0.10.7 imports pkg_resources, which setuptools >= 80 flags as deprecated on every run
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
 
-from iresnet_mmdet.engine import cli  # noqa: E402  (also registers the plugin's engine modules)
+# importing the package registers its modules in mmdet's registries
+from iresnet_mmdet.checkpoint import check_fits, load_checkpoint  # noqa: E402
+from iresnet_mmdet.config import load_config  # noqa: E402
+from iresnet_mmdet.engine.data_checks import check_data  # noqa: E402
+from iresnet_mmdet.engine.model_checks import check_model_types  # noqa: E402
+from iresnet_mmdet.errors import ToolError, launcher_rank, run_main  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -135,28 +140,28 @@ def main(argv=None):
 
     args = parse_args(argv)
     setup_cache_size_limit_of_dynamo()
-    cfg = cli.load_config(args.config, args.cfg_options)
+    cfg = load_config(args.config, args.cfg_options)
     cfg = apply_args(cfg, args)
-    cli.check_model_types(cfg)
-    cli.check_data(cfg, ['test'])
-    ckpt = cli.load_checkpoint_file(args.checkpoint)  # exists and loads safely, before any work
+    check_model_types(cfg)
+    check_data(cfg, ['test'])
+    ckpt = load_checkpoint(args.checkpoint)  # exists and loads safely, before any work
     if args.check:
         print(f'check passed: {args.config}')
         return 0
     try:
         setup_cpu_distributed(cfg, args.launcher)
     except ValueError as exc:
-        raise cli.ToolError(str(exc)) from None
+        raise ToolError(str(exc)) from None
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
-    cli.check_checkpoint_fits(runner.model, args.checkpoint, ckpt)
+    check_fits(runner.model, args.checkpoint, ckpt)
     del ckpt
     if args.out is not None:
         runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
     try:
         metrics = runner.test()
     except FuseConvBNError as exc:
-        raise cli.ToolError(str(exc)) from None
-    if cli.rank() == 0:
+        raise ToolError(str(exc)) from None
+    if launcher_rank() == 0:
         if args.metrics_out:
             write_metrics(metrics, args.metrics_out)
         print('\nTest metrics:')
@@ -170,4 +175,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    cli.run_main(main)
+    run_main(main)

@@ -13,7 +13,7 @@ Differences to mmdet's script, all for the stack this project pins (torch 2.13, 
 * ``--launcher pytorch`` without CUDA runs on CPU with gloo and a DDP wrapper without
   ``device_ids`` (``iresnet_mmdet.engine.dist``); with CUDA it is mmengine's NCCL path unchanged.
 * Checkpoints load with ``torch.load(weights_only=True)``: the few classes mmengine stores are
-  allow-listed (``iresnet_mmdet.engine.checkpoint``), nothing else is.
+  allow-listed (``iresnet_mmdet.checkpoint``), nothing else is.
 * ``--compile`` (or ``compile = True`` in the config) compiles the backbone, neck and head
   forward with ``torch.compile`` (``iresnet_mmdet.engine.compile.CompileHook``), not the whole
   train step as mmengine would (that crashes in dynamo on the optimizer). Checkpoints keep their
@@ -31,7 +31,12 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # repositor
 # mmengine 0.10.7 imports pkg_resources, which setuptools >= 80 flags as deprecated on every run
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
 
-from iresnet_mmdet.engine import cli  # noqa: E402  (also registers the plugin's engine modules)
+# importing the package registers its modules in mmdet's registries
+from iresnet_mmdet.checkpoint import check_fits  # noqa: E402
+from iresnet_mmdet.config import load_config  # noqa: E402
+from iresnet_mmdet.engine.data_checks import check_data  # noqa: E402
+from iresnet_mmdet.engine.model_checks import check_model_types  # noqa: E402
+from iresnet_mmdet.errors import ToolError, launcher_rank, run_main  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -78,8 +83,8 @@ def apply_args(cfg, args):
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
     if args.amp:
         if not torch.cuda.is_available():
-            raise cli.ToolError('--amp needs a CUDA GPU (mmengine AmpOptimWrapper); on CPU train '
-                                'without --amp')
+            raise ToolError('--amp needs a CUDA GPU (mmengine AmpOptimWrapper); on CPU train '
+                            'without --amp')
         if cfg.optim_wrapper.get('type', 'OptimWrapper') == 'AmpOptimWrapper':
             print('AMP training is already enabled in your config.')
         else:
@@ -87,8 +92,8 @@ def apply_args(cfg, args):
             cfg.optim_wrapper.loss_scale = 'dynamic'
     if args.auto_scale_lr:
         if 'base_batch_size' not in cfg.get('auto_scale_lr', {}):
-            raise cli.ToolError('--auto-scale-lr needs auto_scale_lr = dict(base_batch_size=N) in '
-                                'the config')
+            raise ToolError('--auto-scale-lr needs auto_scale_lr = dict(base_batch_size=N) in '
+                            'the config')
         cfg.auto_scale_lr.enable = True
     add_compile_hook(cfg, args.compile)
     if args.resume == 'auto':
@@ -120,7 +125,7 @@ def build_runner(cfg):
 def report(runner):
     """Say where the checkpoints and logs are (main process only)."""
     from mmengine.runner import find_latest_checkpoint
-    if cli.rank() != 0:
+    if launcher_rank() != 0:
         return
     last = find_latest_checkpoint(runner.work_dir)
     print(f'\nTraining finished. Work dir: {runner.work_dir}\n'
@@ -137,25 +142,25 @@ def main(argv=None):
     args = parse_args(argv)
     # fewer repeated torch.compile compilations (as mmdet's train.py)
     setup_cache_size_limit_of_dynamo()
-    cfg = cli.load_config(args.config, args.cfg_options)
+    cfg = load_config(args.config, args.cfg_options)
     apply_args(cfg, args)
-    cli.check_model_types(cfg)
-    cli.check_data(cfg, ['train', 'val'] if cfg.get('val_cfg') else ['train'])
+    check_model_types(cfg)
+    check_data(cfg, ['train', 'val'] if cfg.get('val_cfg') else ['train'])
     if args.check:
         print(f'check passed: {args.config}')
         return 0
     try:
         setup_cpu_distributed(cfg, args.launcher)
     except ValueError as exc:
-        raise cli.ToolError(str(exc)) from None
+        raise ToolError(str(exc)) from None
     runner = build_runner(cfg)
     resume_from = resume_checkpoint(cfg)
     if resume_from:
-        cli.check_checkpoint_fits(runner.model, resume_from)
+        check_fits(runner.model, resume_from)
     runner.train()
     report(runner)
     return 0
 
 
 if __name__ == '__main__':
-    cli.run_main(main)
+    run_main(main)

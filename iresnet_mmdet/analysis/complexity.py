@@ -85,6 +85,7 @@ from torch.nn.modules.pooling import (_AdaptiveAvgPoolNd, _AdaptiveMaxPoolNd, _A
                                       _MaxPoolNd)
 
 from iresnet_mmdet import paper
+from iresnet_mmdet.config import load_config
 
 CONVENTIONS = {
     'paper': ('FLOPs (paper counter)',
@@ -309,25 +310,6 @@ def _import_plugins(cfg) -> None:
         import_modules_from_strings(**custom)
 
 
-def config_path(path: str) -> str:
-    """The file of a config path; ``mmdet::<dir>/<file>.py`` names a config of installed mmdet."""
-    if path.startswith('mmdet::'):
-        import mmdet
-        return osp.join(osp.dirname(mmdet.__file__), '.mim', 'configs', path[len('mmdet::'):])
-    return path
-
-
-def read_config(path: str):
-    """``Config.fromfile`` of :func:`config_path`, with a clear error for a missing file."""
-    from mmengine.config import Config
-    file = config_path(path)
-    if not osp.isfile(file):
-        raise FileNotFoundError(f'Config file {path!r} not found; pass an existing .py config '
-                                '(or mmdet::<dir>/<name>.py) or an architecture name such as '
-                                '"iresnet50".')
-    return Config.fromfile(file)
-
-
 def build_from_config(cfg) -> nn.Module:
     """Build the ``model`` of an mmdet config (path, Config or dict) without data or weights.
 
@@ -344,7 +326,7 @@ def build_from_config(cfg) -> nn.Module:
     from mmengine.registry import init_default_scope
     from mmdet.registry import MODELS
     if isinstance(cfg, str):
-        cfg = read_config(cfg)
+        cfg = load_config(cfg)
     if not isinstance(cfg, (dict, Config, ConfigDict)):
         raise TypeError(f'Expected a config path, Config, dict or nn.Module, got {type(cfg)}.')
     _import_plugins(cfg)
@@ -497,7 +479,7 @@ def _count_target(target, input_shape: Optional[Sequence[int]], conventions: Seq
     if known and devices[0] == 'meta' and math.prod(known[-2:]) <= _TINY_INPUT:
         devices = ('cpu', )
     if isinstance(target, str) and target.endswith('.py'):
-        target = read_config(target)  # once: reading resolves every base
+        target = load_config(target)  # once: reading resolves every base
     for device in devices:
         model = _resolve(target, device, num_classes)
         shape = _check_shape(input_shape) if input_shape else _default_shape(target, model)

@@ -8,11 +8,14 @@ import warnings
 
 import torch
 
-from ..engine.cli import (ToolError, check_checkpoint_fits, check_model_types, load_checkpoint_file,
-                          load_config)
+from ..atomic import write_atomic
+from ..checkpoint import check_fits, load_checkpoint
+from ..config import load_config
+from ..engine.model_checks import check_model_types
+from ..errors import ToolError
 from .graph import DetectorGraph, Preprocess, RawDetectorGraph
 from .nms import ONNX_TRANSLATIONS
-from .runtime import METADATA_PREFIX, OUTPUTS_DETECTIONS, OUTPUTS_RAW, write_atomic
+from .runtime import METADATA_PREFIX, OUTPUTS_DETECTIONS, OUTPUTS_RAW
 
 DETECTION_OUTPUTS = ('boxes', 'scores', 'labels', 'num_detections')
 
@@ -41,8 +44,8 @@ def load_detector(config, checkpoint, cfg_options=None):
     check_supported_config(cfg.model)
     model = MODELS.build(cfg.model)
     check_supported_model(model)
-    ckpt = load_checkpoint_file(checkpoint)
-    check_checkpoint_fits(model, checkpoint, ckpt)
+    ckpt = load_checkpoint(checkpoint)
+    check_fits(model, checkpoint, ckpt)
     _load_checkpoint_to_model(model, ckpt, logger='silent')
     return model.eval(), cfg, ckpt
 
@@ -81,9 +84,10 @@ def check_supported_model(model):
                         'single-stage detectors with an anchor head (SSD, RetinaNet)')
     head = model.bbox_head
     head_kind = type(head).__name__
-    own_post_processing = (type(head).predict_by_feat is BaseDenseHead.predict_by_feat and
-                           type(head)._predict_by_feat_single is
-                           BaseDenseHead._predict_by_feat_single)
+    # a head may compute mmdet's post-processing its own way if it says so (BatchedSSDHead)
+    own_post_processing = getattr(head, 'standard_post_processing', False) or (
+        type(head).predict_by_feat is BaseDenseHead.predict_by_feat and
+        type(head)._predict_by_feat_single is BaseDenseHead._predict_by_feat_single)
     if not isinstance(head, AnchorHead) or not own_post_processing:
         raise ToolError(f"head type '{head_kind}' is not supported by the ONNX export: it "
                         "supports anchor heads with mmdet's standard post-processing (SSDHead, "

@@ -10,9 +10,7 @@ resize, or for ``keep_ratio`` configs a resize that keeps the aspect ratio, padd
 right) and maps the boxes back to the original image.
 """
 import json
-import os
 import os.path as osp
-import tempfile
 
 import numpy as np
 
@@ -194,20 +192,3 @@ def _color(label):
                (10, 249, 72), (23, 204, 146), (134, 219, 61), (52, 147, 26), (187, 212, 0)]
     return palette[label % len(palette)]
 
-
-def write_atomic(path, write):
-    """Call ``write(tmp_path)`` and rename the result to ``path`` (no half-written file)."""
-    folder = osp.dirname(osp.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    suffix = osp.splitext(path)[1]
-    handle, tmp = tempfile.mkstemp(prefix='.part-', suffix=suffix, dir=folder)
-    os.close(handle)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates the file private
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)

@@ -30,6 +30,8 @@ from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
+from ..errors import ToolError
+
 BACKENDS = ('pycocotools', 'faster-coco-eval')
 
 MAX_DETS = (1, 10, 100)
@@ -56,7 +58,7 @@ FIGURE_NAMES = tuple(f[0] for f in TWELVE_FIGURES)
 _MAX_LISTED = 5
 
 
-class CocoFormatError(ValueError):
+class CocoFormatError(ToolError, ValueError):
     """An annotation or detections input that cannot be evaluated, with the reason and the fix."""
 
 

@@ -1,19 +1,16 @@
 """The paper's detection table (SSD300, COCO val2017) from evaluated runs, as markdown and CSV.
 
-Used by ``tools/analysis/detection_table.py``; see :func:`main` for the command line.
+Used by ``tools/analysis/detection_table.py`` (the command line).
 
 Columns: Backbone | AP .5:.95 | AP .5 | AP .75 | AP S | AP M | AP L | AR 1 | AR 10 | AR 100 |
 AR S | AR M | AR L | params | GFLOPs. AP/AR are printed in percent, params in millions, every
 number with two decimals, as in the paper. The published rows come from
 :data:`iresnet_mmdet.paper.SSD300_COCO` (Duta et al., ICPR 2020, arXiv:2004.04989).
 """
-import argparse
 import csv
 import io
 import json
-import os
 import os.path as osp
-import sys
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
@@ -290,83 +287,3 @@ def format_csv(rows: Sequence[TableRow]) -> str:
     for row in rows:
         writer.writerow(_cells(row, ''))
     return buf.getvalue()
-
-
-# ---------------------------------------------------------------------------------------------
-# Command line
-# ---------------------------------------------------------------------------------------------
-def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    """Parse the command line of ``tools/analysis/detection_table.py``."""
-    parser = argparse.ArgumentParser(
-        description="Print the paper's SSD300/COCO detection table for evaluated runs.",
-        epilog='RESULT is the metrics JSON that tools/test.py writes '
-               '(work_dirs/<run>/<timestamp>/<timestamp>.json, needs CocoTableMetric), '
-               "CocoTableMetric's <outfile_prefix>.metrics.json, or a detections JSON "
-               '(<outfile_prefix>.bbox.json; evaluated here against --ann or the config\'s '
-               'test_evaluator ann_file). CONFIG may be "-" (then give NAME; no params/GFLOPs).')
-    parser.add_argument('--run', nargs='+', action='append', default=[],
-                        metavar='CONFIG RESULT [NAME]',
-                        help='one evaluated run; repeat for more rows')
-    parser.add_argument('--paper', action='store_true',
-                        help="add the paper's published row (its twelve AP/AR figures, params, "
-                             'GFLOPs) and the difference after each run (all published rows '
-                             'when no --run is given)')
-    parser.add_argument('--no-complexity', action='store_true',
-                        help='leave params and GFLOPs empty (no model is built)')
-    parser.add_argument('--convention', default='paper', choices=('paper', 'macs'),
-                        help="FLOP counting: 'paper' (2019 thop, the paper's) or 'macs'")
-    parser.add_argument('--input-size', type=int, default=300, help='square input side')
-    parser.add_argument('--ann', help='COCO annotation file for detections files')
-    parser.add_argument('--backend', default='faster-coco-eval', choices=BACKENDS,
-                        help='evaluation backend for detections files')
-    parser.add_argument('--prefix', help="metric prefix in metrics files (default: 'coco')")
-    parser.add_argument('--format', default='both', choices=('both', 'markdown', 'csv'))
-    parser.add_argument('--out', metavar='PREFIX',
-                        help='also write PREFIX.md and PREFIX.csv')
-    args = parser.parse_args(argv)
-    for run in args.run:
-        if len(run) not in (2, 3):
-            parser.error(f'--run takes CONFIG RESULT [NAME], got {run}')
-        if run[0] == '-' and len(run) == 2:
-            parser.error(f'--run {" ".join(run)}: without a config, give the row NAME')
-    if not args.run and not args.paper:
-        parser.error('give at least one --run (or --paper for the published rows)')
-    return args
-
-
-def build_row(config: str, result: str, name: Optional[str], args) -> TableRow:
-    """One of our rows from a ``--run`` triple."""
-    cfg = None
-    if config != '-':
-        from mmengine.config import Config
-        if not osp.isfile(config):
-            raise CocoFormatError(f"config '{config}' does not exist.")
-        cfg = Config.fromfile(config)
-    figures = run_figures(result, cfg, args.ann, args.backend, args.prefix)
-    params = gflops = None
-    if cfg is not None and not args.no_complexity:
-        params, gflops = measure_complexity(cfg, args.convention, args.input_size)
-    return ours_row(name or backbone_name(cfg), figures, params, gflops)
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Command-line entry point; returns the exit status."""
-    args = parse_args(argv)
-    try:
-        rows = [build_row(run[0], run[1], run[2] if len(run) == 3 else None, args)
-                for run in args.run]
-    except CocoFormatError as e:
-        print(f'error: {e}', file=sys.stderr)
-        return 2
-    if args.paper:
-        rows = with_paper(rows)
-    markdown, csv_text = format_markdown(rows), format_csv(rows)
-    parts = {'both': [markdown, csv_text], 'markdown': [markdown], 'csv': [csv_text]}
-    print('\n'.join(parts[args.format]), end='')
-    if args.out:
-        os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
-        with open(f'{args.out}.md', 'w') as f:
-            f.write(markdown)
-        with open(f'{args.out}.csv', 'w') as f:
-            f.write(csv_text)
-    return 0

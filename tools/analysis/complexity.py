@@ -40,10 +40,12 @@ import os.path as osp
 import re
 import sys
 
-from iresnet_mmdet.analysis.complexity import (CONVENTIONS, complexity_rows, detector_table,
-                                               markdown_table)
-
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, ROOT)
+
+from iresnet_mmdet.analysis.complexity import (CONVENTIONS, complexity_rows,  # noqa: E402
+                                               detector_table, markdown_table)
+from iresnet_mmdet.errors import ToolError, run_main  # noqa: E402
 # The paper's SSD300 table order, then our extra configs.
 SSD300_ORDER = ('r50', 'iresnet50', 'iresgroupfix50', 'iresgroup50', 'r101', 'iresnet101',
                 'iresgroupfix101', 'iresgroup101', 'resstage50', 'resgroup50', 'resgroupfix50',
@@ -171,8 +173,7 @@ def main(argv=None):
         return run(args)
     except (FileNotFoundError, KeyError, ValueError, TypeError, ImportError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f'complexity.py: error: {message}', file=sys.stderr)
-        return 2
+        raise ToolError(str(message)) from None
 
 
 def paper_table(name, shape):
@@ -224,4 +225,4 @@ def run(args):
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    run_main(main)

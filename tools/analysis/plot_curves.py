@@ -15,6 +15,10 @@ import os.path as osp
 import sys
 from collections import defaultdict
 
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))  # repo root
+
+from iresnet_mmdet.errors import ToolError, run_main  # noqa: E402
+
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
@@ -50,7 +54,7 @@ def read_records(path):
             try:
                 records.append(json.loads(line))
             except ValueError:
-                raise SystemExit(f'error: {path}:{line_no} is not a JSON line') from None
+                raise ToolError(f'{path}:{line_no} is not a JSON line') from None
     return records
 
 
@@ -75,8 +79,8 @@ def load_curves(work_dir, loss_key='loss', metric_key=None):
     """
     files = scalar_files(work_dir)
     if not files:
-        raise SystemExit(f"error: no '*/vis_data/scalars.json' in '{work_dir}'; is it a work dir "
-                         'of tools/train.py?')
+        raise ToolError(f"no '*/vis_data/scalars.json' in '{work_dir}'; is it a work dir of "
+                        'tools/train.py?')
     loss, metric = {}, {}
     for path in files:  # later runs (after --resume) replace the epochs they repeat
         records = read_records(path)
@@ -133,8 +137,8 @@ def main(argv=None):
     for label, work_dir in zip(labels, args.work_dirs):
         loss, metric, key = load_curves(work_dir, args.loss_key, args.metric_key)
         if not loss and not metric:
-            raise SystemExit(f"error: '{work_dir}' has no '{args.loss_key}' or validation "
-                             'scalars to plot')
+            raise ToolError(f"'{work_dir}' has no '{args.loss_key}' or validation scalars to "
+                            'plot')
         curves.append((label, loss, metric, key))
         print(f'{label}: {len(loss)} epochs of {args.loss_key}, {len(metric)} of {key}')
     plot(curves, args.out, args.title)
@@ -143,4 +147,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    run_main(main)

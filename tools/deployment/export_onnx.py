@@ -25,7 +25,7 @@ import warnings
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))  # repository
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
 
-from iresnet_mmdet.engine import cli  # noqa: E402
+from iresnet_mmdet.errors import ToolError, run_main  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -56,12 +56,12 @@ def main(argv=None):
     args = parse_args(argv)
     from iresnet_mmdet.deploy import export, verify
     if args.shape and min(args.shape) < 32:
-        raise cli.ToolError(f'--shape {args.shape[0]} {args.shape[1]} is too small; give the '
-                            'network input height and width in pixels (at least 32)')
+        raise ToolError(f'--shape {args.shape[0]} {args.shape[1]} is too small; give the '
+                        'network input height and width in pixels (at least 32)')
     if args.verify < 0:
-        raise cli.ToolError('--verify N needs N >= 0 images')
+        raise ToolError('--verify N needs N >= 0 images')
     if osp.isdir(args.out):
-        raise cli.ToolError(f"--out '{args.out}' is a directory; give the ONNX file to write")
+        raise ToolError(f"--out '{args.out}' is a directory; give the ONNX file to write")
     start = time.perf_counter()
     model, cfg, ckpt = export.load_detector(args.config, args.checkpoint, args.cfg_options)
     input_shape = tuple(args.shape) if args.shape else export.default_input_shape(cfg, model)
@@ -91,4 +91,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    cli.run_main(main)
+    run_main(main)

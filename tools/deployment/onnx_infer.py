@@ -17,20 +17,24 @@ import argparse
 import importlib.util
 import json
 import os.path as osp
-import sys
 
-EXIT_BAD_INPUT = 2
-# The runtime module is loaded by its path: importing the iresnet_mmdet package would import
-# mmdet and torch, which this tool must work without.
-_RUNTIME = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))),
-                    'iresnet_mmdet', 'deploy', 'runtime.py')
+# The package's modules are loaded by their paths: importing the iresnet_mmdet package would import
+# mmdet and torch, which this tool must work without. These three import the standard library,
+# numpy, OpenCV and onnxruntime only.
+_PACKAGE = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))), 'iresnet_mmdet')
 
 
-def load_runtime():
-    spec = importlib.util.spec_from_file_location('iresnet_mmdet_onnx_runtime', _RUNTIME)
+def load_module(*parts):
+    """A module of the package, loaded from its file (``load_module('deploy', 'runtime')``)."""
+    spec = importlib.util.spec_from_file_location('iresnet_mmdet_' + '_'.join(parts),
+                                                  osp.join(_PACKAGE, *parts) + '.py')
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def load_runtime():
+    return load_module('deploy', 'runtime')
 
 
 def parse_args(argv=None):
@@ -86,22 +90,19 @@ def category_ids(runtime, detector, ann_categories):
     return [ann_categories[name] for name in detector.classes]
 
 
-def main(argv=None):
+def main(argv=None, runtime=None):
     args = parse_args(argv)
-    runtime = load_runtime()
-    try:
-        detector = runtime.OnnxDetector(args.model, args.threads)
-        for path in args.images:  # every image readable before anything is written
-            runtime.read_image(path)
-        if osp.exists(args.out_dir) and not osp.isdir(args.out_dir):
-            raise runtime.DeployError(f"--out-dir '{args.out_dir}' is a file; give a directory")
-        ann_images, ann_categories = (read_ann_ids(runtime, args.ann_file) if args.ann_file
-                                      else (None, None))
-        ids = image_ids(runtime, args.images, ann_images)
-        categories = category_ids(runtime, detector, ann_categories)
-    except runtime.DeployError as exc:
-        print(f'error: {exc}', file=sys.stderr)
-        return EXIT_BAD_INPUT
+    runtime = runtime or load_runtime()
+    write_atomic = load_module('atomic').write_atomic
+    detector = runtime.OnnxDetector(args.model, args.threads)
+    for path in args.images:  # every image readable before anything is written
+        runtime.read_image(path)
+    if osp.exists(args.out_dir) and not osp.isdir(args.out_dir):
+        raise runtime.DeployError(f"--out-dir '{args.out_dir}' is a file; give a directory")
+    ann_images, ann_categories = (read_ann_ids(runtime, args.ann_file) if args.ann_file
+                                  else (None, None))
+    ids = image_ids(runtime, args.images, ann_images)
+    categories = category_ids(runtime, detector, ann_categories)
     import cv2
     results = []
     for path, image_id in zip(args.images, ids):
@@ -110,8 +111,7 @@ def main(argv=None):
         results += runtime.coco_results(image_id, detections, categories)
         drawn = runtime.draw_detections(image, detections, detector.classes)
         name = osp.splitext(osp.basename(path))[0] + '.png'
-        runtime.write_atomic(osp.join(args.out_dir, name),
-                             lambda tmp, drawn=drawn: cv2.imwrite(tmp, drawn))
+        write_atomic(osp.join(args.out_dir, name), lambda tmp, drawn=drawn: cv2.imwrite(tmp, drawn))
         print(f'{path}: {len(detections["scores"])} detections')
     json_path = osp.join(args.out_dir, 'detections.json')
 
@@ -119,10 +119,12 @@ def main(argv=None):
         with open(tmp, 'w') as f:
             json.dump(results, f)
 
-    runtime.write_atomic(json_path, write_json)
+    write_atomic(json_path, write_json)
     print(f'wrote {len(args.images)} images and {json_path} ({len(results)} detections)')
     return 0
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    _runtime = load_runtime()
+    load_module('errors').run_main(lambda: main(runtime=_runtime),
+                                   bad_input=(_runtime.DeployError, ))

@@ -22,7 +22,7 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))  # repo root
 
-from iresnet_mmdet.engine.cli import run_main  # noqa: E402
+from iresnet_mmdet.errors import run_main  # noqa: E402
 
 
 def parse_args(argv=None):

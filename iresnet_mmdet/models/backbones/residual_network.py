@@ -36,6 +36,7 @@ from mmengine.model.weight_init import constant_init
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmdet.registry import MODELS
+from ...errors import ToolError
 from .grouped_conv import GroupedConv2d
 
 LAYOUTS = ('resnet', 'preact', 'stage')
@@ -45,8 +46,8 @@ DIMS = (2, 3)
 STYLES = ('pytorch', 'caffe')
 
 
-class BackboneConfigError(ValueError):
-    """A backbone argument that cannot work, with a message naming the fix."""
+class BackboneConfigError(ToolError, ValueError):
+    """A backbone argument that cannot work, with a message naming the fix (bad input to a tool)."""
 
 
 class MaxPool2d(nn.MaxPool2d):
