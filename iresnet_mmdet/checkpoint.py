@@ -1,6 +1,6 @@
 """Checkpoint files: safe loading with one clear error, the fit check, atomic writing.
 
-* :func:`load_checkpoint` reads a file with ``torch.load(weights_only=True)`` (mmengine's loader
+* :func:`load_checkpoint` reads a file with :func:`safe_torch_load` (mmengine's loader
   for URLs): a file that refers to Python callables is refused and nothing in it is executed; a
   missing, empty, truncated or foreign file gives one message that names the real cause.
 * :func:`compare_state` and :func:`check_fits`: does a state dict hold every weight of a model, with
@@ -31,10 +31,20 @@ allow-list (measured on checkpoints written by ``tools/train.py``):
 Everything else (arbitrary callables, ``os.system`` through ``__reduce__``, ...) is still refused by
 torch. Importing :mod:`iresnet_mmdet` (which ``custom_imports`` in every config of this project
 does) registers the allow-list.
+
+On torch < 2.6 (the oldest supported is 2.1) ``torch.load`` unpickles everything by default and
+its ``weights_only=True`` takes no such allow-list. There :func:`safe_torch_load` enforces the same
+allow-list (torch's own ``weights_only`` globals plus the above) with :class:`AllowListUnpickler`,
+and importing the package makes mmengine load local checkpoint files through it (``--resume``,
+``load_from``, ``Pretrained`` init). Checkpoint URLs load as mmengine loads them, which on torch <
+2.6 means without an allow-list: download such a file and give its local path instead.
 """
+import _compat_pickle
+import functools
 import os.path as osp
 import pickle
 import re
+import types
 import warnings
 from dataclasses import dataclass, field
 from typing import Dict, List, Sequence, Tuple
@@ -98,15 +108,102 @@ def mmengine_checkpoint_globals():
     return [HistoryBuffer, (history_buffer_getattr, 'builtins.getattr')] + _numpy_globals()
 
 
-def allow_mmengine_checkpoint_globals():
-    """Add the globals of mmengine checkpoints to torch's ``weights_only`` allow-list (once).
+# ----------------------------------------------------------------------------------------------
+# torch < 2.6: the same allow-list through an unpickler of our own
+# ----------------------------------------------------------------------------------------------
+# torch 2.6 made weights_only the default of torch.load and lets add_safe_globals take
+# (object, 'module.name') pairs, which the getattr stand-in and numpy's two module names need.
+# Before, weights_only=True has no allow-list (torch 2.1-2.3) or one by object name only (2.4,
+# 2.5), and torch.load unpickles everything by default. There AllowListUnpickler enforces the same
+# allow-list: torch's own weights_only globals plus mmengine_checkpoint_globals().
+TORCH_ALLOWLIST = tuple(int(v) for v in re.findall(r'\d+', torch.__version__)[:2]) >= (2, 6)
 
-    ``weights_only`` stays the default of ``torch.load``; nothing else is allowed.
+
+@functools.lru_cache(maxsize=None)
+def _allowed_globals():
+    """``module.name`` -> object: torch's weights_only globals plus mmengine's."""
+    from torch import _weights_only_unpickler
+    allowed = dict(_weights_only_unpickler._get_allowed_globals())
+    for entry in mmengine_checkpoint_globals():
+        obj, name = entry if isinstance(entry, tuple) else (
+            entry, f'{entry.__module__}.{entry.__qualname__}')
+        allowed[name] = obj
+    return allowed
+
+
+class AllowListUnpickler(pickle.Unpickler):
+    """``pickle.Unpickler`` that finds only the allow-listed globals (torch < 2.6).
+
+    Every object a checkpoint can build comes from :meth:`find_class`, so a file that refers to
+    anything else (``os.system`` through ``__reduce__``, ``eval``, ...) is refused before any of it
+    runs, with the message torch gives for the same file.
+    """
+
+    def find_class(self, module, name):
+        # torch.save writes protocol 2, with Python 2 names (__builtin__.getattr): map them back
+        # as pickle's own find_class does
+        module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
+        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
+        found = _allowed_globals().get(f'{module}.{name}')
+        if found is None:
+            raise pickle.UnpicklingError(
+                f'Weights only load failed: Unsupported global: GLOBAL {module}.{name} was not an '
+                'allowed global by default')
+        return found
+
+
+# the pickle_module torch.load takes: Unpickler for the zip format, load for the legacy one
+_ALLOWLIST_PICKLE = types.SimpleNamespace(
+    __name__='iresnet_mmdet.checkpoint.allowlist_pickle', Unpickler=AllowListUnpickler,
+    load=lambda f, **kwargs: AllowListUnpickler(f, **kwargs).load())
+
+
+def allowlist_load(f, map_location=None):
+    """``torch.load`` through :class:`AllowListUnpickler` (any torch version).
+
+    Args:
+        f (str | file): The checkpoint.
+        map_location: As for ``torch.load``.
+    """
+    return torch.load(f, map_location=map_location, pickle_module=_ALLOWLIST_PICKLE)
+
+
+def safe_torch_load(f, map_location=None):
+    """``torch.load`` with the allow-list: ``weights_only=True`` on torch >= 2.6, else
+    :func:`allowlist_load`.
+
+    Args:
+        f (str | file): The checkpoint.
+        map_location: As for ``torch.load``.
+    """
+    if TORCH_ALLOWLIST:
+        return torch.load(f, map_location=map_location, weights_only=True)
+    return allowlist_load(f, map_location)
+
+
+def _load_local_file(filename, map_location=None):
+    """mmengine's loader of local checkpoints, through :func:`safe_torch_load`."""
+    filename = osp.expanduser(filename)
+    if not osp.isfile(filename):
+        raise FileNotFoundError(f'{filename} can not be found.')
+    return safe_torch_load(filename, map_location)
+
+
+def allow_mmengine_checkpoint_globals():
+    """Allow the globals of mmengine checkpoints in safe loading (once).
+
+    torch >= 2.6: adds them to torch's ``weights_only`` allow-list (``weights_only`` stays the
+    default of ``torch.load``). Older torch: makes mmengine's loader of local files use
+    :func:`safe_torch_load`. Nothing else is allowed either way.
     """
     global _REGISTERED
     if _REGISTERED:
         return
-    torch.serialization.add_safe_globals(mmengine_checkpoint_globals())
+    if TORCH_ALLOWLIST:
+        torch.serialization.add_safe_globals(mmengine_checkpoint_globals())
+    else:
+        from mmengine.runner import CheckpointLoader
+        CheckpointLoader.register_scheme(prefixes='', loader=_load_local_file, force=True)
     _REGISTERED = True
 
 
@@ -168,7 +265,7 @@ def _torch_load(path):
         return CheckpointLoader.load_checkpoint(path, map_location='cpu', logger='silent')
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')  # e.g. "Detected pickle protocol 4" noise
-        return torch.load(path, map_location='cpu', weights_only=True)
+        return safe_torch_load(path, map_location='cpu')
 
 
 def unsafe_globals(text, path=None):
