@@ -1,4 +1,5 @@
-"""Write a file atomically: to a temporary file in the same directory, then rename it.
+"""Write output files safely: check before the work that they can be written, then write them
+atomically (to a temporary file in the same directory, then rename it).
 
 A reader (or a run killed during the write) never sees a half-written file: the target is either
 the old file or the complete new one. Only the standard library is imported
@@ -38,3 +39,94 @@ def write_atomic(path, write):
     finally:
         if osp.exists(tmp):
             os.remove(tmp)
+
+
+def output_problem(path, directory=False):
+    """Why ``path`` cannot be written, checked before any work (nothing is created), or None.
+
+    Args:
+        path (str): The output file (or folder, with ``directory=True``).
+        directory (bool): Whether ``path`` is a folder to write files into.
+
+    Returns:
+        str or None: e.g. ``"'out' is a directory, not a file"`` or ``"'/ro' is on a read-only
+        file system"``.
+    """
+    path = str(path)
+    if not path:
+        return 'the path is empty'
+    if osp.isdir(path) and not directory:
+        return f"'{path}' is a directory; give a file name"
+    if osp.exists(path) and directory and not osp.isdir(path):
+        return f"'{path}' is a file; give a directory"
+    folder = osp.abspath(path if directory else osp.dirname(osp.abspath(path)))
+    while not osp.exists(folder):  # the first folder that exists: the rest can be made there
+        folder = osp.dirname(folder)
+    if not osp.isdir(folder):
+        return f"'{folder}' is a file, so no folder can be made under it"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        if _read_only(folder):
+            return f"'{folder}' is on a read-only file system"
+        return f"the folder '{folder}' is not writable (permission denied)"
+    return None
+
+
+def _read_only(folder):
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):  # statvfs is POSIX only
+        return False
+
+
+def check_output(path, option, error=ValueError, directory=False):
+    """Raise ``error`` if ``path`` cannot be written (see :func:`output_problem`).
+
+    Args:
+        path (str or None): The output; None (option not given) passes.
+        option (str): How the user gave it, for the message (e.g. ``'--out'``).
+        error (type): The exception to raise (the tool's bad-input error, e.g. ``ToolError``).
+        directory (bool): Whether ``path`` is a folder to write files into.
+
+    Raises:
+        error: ``"<option>: <problem>; choose another path"``.
+    """
+    if path is None:
+        return
+    problem = output_problem(path, directory)
+    if problem:
+        raise error(f'{option}: {problem}; choose another path')
+
+
+def write_output(path, write, error=OSError):
+    """:func:`write_atomic`, and if that fails, keep the result elsewhere and say where.
+
+    For outputs computed by a long run (metrics, tables, predictions): a folder deleted or a disk
+    filled during the run must not lose the work. The fallback is the file's name in the current
+    directory, else in the system's temporary directory.
+
+    Args:
+        path (str): The requested output file.
+        write (callable): Called with a temporary path; writes the content there.
+        error (type): The exception to raise after a failed write (the tool's bad-input error).
+
+    Raises:
+        error: ``"cannot write <path> (<reason>); the result was written to <other> instead"`` (or
+            that it could not be written anywhere).
+    """
+    try:
+        write_atomic(path, write)
+        return
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+    name = osp.basename(path) or 'output'
+    for folder in (os.getcwd(), tempfile.gettempdir()):
+        rescue = osp.join(folder, name)
+        if osp.abspath(rescue) == osp.abspath(path) or osp.exists(rescue):
+            rescue = osp.join(folder, f'rescued-{os.getpid()}-{name}')
+        try:
+            write_atomic(rescue, write)
+        except OSError:
+            continue
+        raise error(f'cannot write {path} ({reason}); the result was written to {rescue} instead')
+    raise error(f'cannot write {path} ({reason}), nor a copy in the current or temporary '
+                'directory')
