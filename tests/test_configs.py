@@ -145,9 +145,10 @@ def test_training_recipe_and_data():
         'data/coco/', 'annotations/instances_train2017.json', 'train2017/')
     val = cfg.val_dataloader.dataset
     assert (val.ann_file, val.data_prefix.img) == ('annotations/instances_val2017.json', 'val2017/')
+    # the plugin's equivalents of mmdet's transforms (tests/test_ssd_transforms.py)
     assert [t.type for t in train.pipeline] == [
-        'LoadImageFromFile', 'LoadAnnotations', 'MinIoURandomCrop', 'Resize', 'RandomFlip',
-        'PhotoMetricDistortion', 'PackDetInputs']
+        'SafeLoadImageFromFile', 'LoadAnnotations', 'FastMinIoURandomCrop', 'Resize',
+        'FastRandomFlip', 'FastPhotoMetricDistortion', 'PackDetInputs']
     assert train.pipeline[3].scale == (300, 300) and not train.pipeline[3].keep_ratio
     assert cfg.val_evaluator.type == cfg.test_evaluator.type == 'CocoTableMetric'
     assert cfg.val_evaluator.ann_file == 'data/coco/annotations/instances_val2017.json'
