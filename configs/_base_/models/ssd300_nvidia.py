@@ -53,8 +53,9 @@ model = dict(
         norm_cfg=dict(type='BN'),  # mid widths: mmdet's default out // 2 = 256, 256, 128, 128, 128
         act_cfg=dict(type='ReLU')),
     bbox_head=dict(
-        # mmdet's SSDHead with the val/test crash fixed (iresnet_mmdet/models/dense_heads)
-        type='FixedSSDHead',
+        # mmdet's SSDHead (its layers, losses and detections) computed for the whole batch at once
+        # (iresnet_mmdet/models/dense_heads, docs/ssd300.md); 'FixedSSDHead' is mmdet's own code
+        type='BatchedSSDHead',
         in_channels=(c4, ) + ssd_extra_channels,
         num_classes=80,
         stacked_convs=0,  # a single 3x3 conv (with bias) per level and branch

@@ -1,3 +1,4 @@
+from .batched_ssd_head import BatchedSSDHead
 from .fixed_ssd_head import FixedSSDHead
 
-__all__ = ['FixedSSDHead']
+__all__ = ['BatchedSSDHead', 'FixedSSDHead']
