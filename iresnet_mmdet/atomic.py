@@ -5,6 +5,7 @@ A reader (or a run killed during the write) never sees a half-written file: the 
 the old file or the complete new one. Only the standard library is imported
 (``tools/deployment/onnx_infer.py`` loads this file by its path, without torch or mmdet).
 """
+import errno
 import os
 import os.path as osp
 import tempfile
@@ -42,7 +43,7 @@ def write_atomic(path, write):
 
 
 def output_problem(path, directory=False):
-    """Why ``path`` cannot be written, checked before any work (nothing is created), or None.
+    """Why ``path`` cannot be written, checked before any work (nothing is left behind), or None.
 
     Args:
         path (str): The output file (or folder, with ``directory=True``).
@@ -56,26 +57,30 @@ def output_problem(path, directory=False):
     if not path:
         return 'the path is empty'
     if osp.isdir(path) and not directory:
-        return f"'{path}' is a directory; give a file name"
+        return f"'{path}' is a directory, not a file"
     if osp.exists(path) and directory and not osp.isdir(path):
-        return f"'{path}' is a file; give a directory"
+        return f"'{path}' is a file, not a directory"
     folder = osp.abspath(path if directory else osp.dirname(osp.abspath(path)))
     while not osp.exists(folder):  # the first folder that exists: the rest can be made there
         folder = osp.dirname(folder)
     if not osp.isdir(folder):
         return f"'{folder}' is a file, so no folder can be made under it"
-    if not os.access(folder, os.W_OK | os.X_OK):
-        if _read_only(folder):
-            return f"'{folder}' is on a read-only file system"
-        return f"the folder '{folder}' is not writable (permission denied)"
-    return None
+    return _write_problem(folder)
 
 
-def _read_only(folder):
+def _write_problem(folder):
+    """Create and remove a file in ``folder`` (permissions alone miss read-only mounts for root)."""
     try:
-        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
-    except (OSError, AttributeError):  # statvfs is POSIX only
-        return False
+        handle, probe = tempfile.mkstemp(prefix='.write-check-', dir=folder)
+    except OSError as exc:
+        if exc.errno == errno.EROFS:
+            return f"'{folder}' is on a read-only file system"
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            return f"the folder '{folder}' is not writable (permission denied)"
+        return f"cannot write in the folder '{folder}' ({exc.strerror or exc})"
+    os.close(handle)
+    os.remove(probe)
+    return None
 
 
 def check_output(path, option, error=ValueError, directory=False):

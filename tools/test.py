@@ -7,6 +7,10 @@ Examples::
     .venv/bin/python tools/test.py CONFIG CKPT --fuse-conv-bn --compile  # faster inference
     bash tools/dist_test.sh CONFIG CKPT 2  # 2 processes/GPUs
 
+The work dir defaults to ``work_dirs/<config name>/test/`` (``<config work_dir>/test/`` when the
+config sets one), so testing never overwrites the training run's files. Outputs are checked to be
+writable before the work and written atomically after it; the metrics are printed first, so a
+write that still fails loses nothing (the message says where the file went instead).
 Besides mmdet's options, ``--metrics-out FILE`` writes the final metrics as JSON,
 ``--fuse-conv-bn`` folds each BN into the conv before it once the checkpoint is loaded (refused
 when that would change the outputs: ``iresnet_mmdet.engine.fuse``) and ``--compile`` compiles the
@@ -27,6 +31,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # repositor
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
 
 # importing the package registers its modules in mmdet's registries
+from iresnet_mmdet.atomic import check_output, write_output  # noqa: E402
 from iresnet_mmdet.checkpoint import check_fits, load_checkpoint  # noqa: E402
 from iresnet_mmdet.config import load_config  # noqa: E402
 from iresnet_mmdet.engine.data_checks import check_data  # noqa: E402
@@ -39,8 +44,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description='Test (and eval) a detector')
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
-    parser.add_argument('--work-dir', help='the directory to save the file containing '
-                        'evaluation metrics')
+    parser.add_argument('--work-dir', help='the directory for logs and the config dump; default: '
+                        'work_dirs/<config name>/test (the training work dir is left alone)')
     parser.add_argument('--out', type=str,
                         help='dump predictions to a pickle file for offline evaluation')
     parser.add_argument('--metrics-out', type=str, help='write the final metrics to this JSON file')
@@ -53,9 +58,9 @@ def parse_args(argv=None):
         '--cfg-options', nargs='+', action=DictAction,
         help='override config settings, "key=value" pairs, e.g. test_dataloader.batch_size=1')
     parser.add_argument('--check', action='store_true',
-                        help='only check the config, data, options and that the checkpoint '
-                        'loads, as the run would, then exit: tools/dist_test.sh does this before '
-                        'starting processes')
+                        help='only check the config, data (every image file), options, outputs '
+                        'and that the checkpoint loads, as the run would, then exit: '
+                        'tools/dist_test.sh does this before starting processes')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
     parser.add_argument('--fuse-conv-bn', action='store_true',
@@ -80,8 +85,10 @@ def apply_args(cfg, args):
     cfg.launcher = args.launcher
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    else:  # beside the training run's files, not over them
+        train_dir = cfg.get('work_dir') or osp.join(
+            './work_dirs', osp.splitext(osp.basename(args.config))[0])
+        cfg.work_dir = osp.join(train_dir, 'test')
     cfg.load_from = args.checkpoint
     cfg.resume = False
     if args.show or args.show_dir:
@@ -121,19 +128,51 @@ def apply_tta(cfg):
     test_data_cfg.pipeline = cfg.tta_pipeline
 
 
+def check_outputs(cfg, args):
+    """Every file and folder the run will write, before it starts."""
+    where = '--work-dir' if args.work_dir else f"the work dir ('{cfg.work_dir}')"
+    check_output(cfg.work_dir, where, ToolError, directory=True)
+    check_output(args.out, '--out', ToolError)
+    check_output(args.metrics_out, '--metrics-out', ToolError)
+    if args.show_dir and osp.isabs(args.show_dir):  # a relative one lies in the work dir
+        check_output(args.show_dir, '--show-dir', ToolError, directory=True)
+
+
 def write_metrics(metrics, path):
-    """Write the metrics as JSON (numbers as floats)."""
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    """Write the metrics as JSON (numbers as floats), atomically."""
     clean = {k: (float(v) if isinstance(v, (int, float)) or hasattr(v, 'item') else v)
              for k, v in metrics.items()}
-    with open(path, 'w') as f:
-        json.dump(clean, f, indent=2)
+
+    def write(tmp):
+        with open(tmp, 'w') as f:
+            json.dump(clean, f, indent=2)
+
+    write_output(path, write, ToolError)
+
+
+def keep_predictions(runner, path):
+    """Collect the predictions (as mmdet's DumpDetResults would) for :func:`write_predictions`."""
+    from mmdet.evaluation import DumpDetResults
+
+    class KeptDetResults(DumpDetResults):
+
+        def compute_metrics(self, results):
+            self.kept = results  # written by the tool after the metrics, atomically
+            return {}
+
+    kept = KeptDetResults(out_file_path=path)
+    runner.test_evaluator.metrics.append(kept)
+    return kept
+
+
+def write_predictions(kept, path):
+    from mmengine.fileio import dump
+    write_output(path, lambda tmp: dump(kept.kept, tmp, file_format='pkl'), ToolError)
 
 
 def main(argv=None):
     from iresnet_mmdet.engine.dist import setup_cpu_distributed
     from iresnet_mmdet.engine.fuse import FuseConvBNError
-    from mmdet.evaluation import DumpDetResults
     from mmdet.utils import setup_cache_size_limit_of_dynamo
     from mmdet.registry import RUNNERS
     from mmengine.runner import Runner
@@ -143,7 +182,8 @@ def main(argv=None):
     cfg = load_config(args.config, args.cfg_options)
     cfg = apply_args(cfg, args)
     check_model_types(cfg)
-    check_data(cfg, ['test'])
+    check_outputs(cfg, args)
+    check_data(cfg, ['test'], all_images=args.check)
     ckpt = load_checkpoint(args.checkpoint)  # exists and loads safely, before any work
     if args.check:
         print(f'check passed: {args.config}')
@@ -155,22 +195,31 @@ def main(argv=None):
     runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
     check_fits(runner.model, args.checkpoint, ckpt)
     del ckpt
-    if args.out is not None:
-        runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
+    kept = keep_predictions(runner, args.out) if args.out is not None else None
     try:
         metrics = runner.test()
     except FuseConvBNError as exc:
         raise ToolError(str(exc)) from None
-    if launcher_rank() == 0:
-        if args.metrics_out:
-            write_metrics(metrics, args.metrics_out)
-        print('\nTest metrics:')
-        for key, value in metrics.items():
-            print(f'  {key}: {value}')
-        if args.metrics_out:
-            print(f'metrics written to {args.metrics_out}')
-        if args.out:
-            print(f'predictions written to {args.out}')
+    if launcher_rank() != 0:
+        return 0
+    print('\nTest metrics:', flush=True)  # first: a failed write below loses nothing
+    for key, value in metrics.items():
+        print(f'  {key}: {value}', flush=True)
+    outputs = []
+    if args.metrics_out:
+        outputs.append(('metrics', args.metrics_out,
+                        lambda: write_metrics(metrics, args.metrics_out)))
+    if kept is not None:
+        outputs.append(('predictions', args.out, lambda: write_predictions(kept, args.out)))
+    failed = []
+    for what, path, write in outputs:  # each one tried, whatever happened to the others
+        try:
+            write()
+            print(f'{what} written to {path}')
+        except ToolError as exc:
+            failed.append(str(exc))
+    if failed:
+        raise ToolError('; '.join(failed))
     return 0
 
 

@@ -18,8 +18,14 @@ Differences to mmdet's script, all for the stack this project pins (torch 2.13, 
   forward with ``torch.compile`` (``iresnet_mmdet.engine.compile.CompileHook``), not the whole
   train step as mmengine would (that crashes in dynamo on the optimizer). Checkpoints keep their
   ordinary keys; without a working C++ compiler the run says so once and stays eager.
+* Checkpoints are written atomically and ``--resume`` continues bit-identically to an
+  uninterrupted run (``iresnet_mmdet.engine.resume``: every epoch seeded from the seed and the
+  epoch number; the training loader's workers start once per epoch, ``persistent_workers`` off).
 * Bad input ends with one ``error:`` line and exit status 2 (``IRESNET_MMDET_DEBUG=1`` for the
-  traceback); the checkpoint given to ``--resume`` must fit the model.
+  traceback), before any work: the config, the ``--cfg-options`` types, the work dir (writable),
+  the backbone's ``init_cfg`` checkpoint (exists and fits), the data; the checkpoint given to
+  ``--resume`` must load and fit the model. ``--check`` runs these checks only, and checks every
+  image of the datasets (``tools/dist_train.sh`` runs it before starting the processes).
 """
 import argparse
 import os
@@ -32,10 +38,13 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # repositor
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
 
 # importing the package registers its modules in mmdet's registries
-from iresnet_mmdet.checkpoint import check_fits  # noqa: E402
+from iresnet_mmdet.atomic import check_output  # noqa: E402
+from iresnet_mmdet.checkpoint import check_fits, load_checkpoint  # noqa: E402
 from iresnet_mmdet.config import load_config  # noqa: E402
 from iresnet_mmdet.engine.data_checks import check_data  # noqa: E402
 from iresnet_mmdet.engine.model_checks import check_model_types  # noqa: E402
+from iresnet_mmdet.engine.pretrained_checks import check_pretrained  # noqa: E402
+from iresnet_mmdet.engine.resume import make_resumable  # noqa: E402
 from iresnet_mmdet.errors import ToolError, launcher_rank, run_main  # noqa: E402
 
 
@@ -60,8 +69,9 @@ def parse_args(argv=None):
         help='override config settings, "key=value" pairs, e.g. train_cfg.max_epochs=2 '
         '"model.backbone.depth=18"')
     parser.add_argument('--check', action='store_true',
-                        help='only check the config, data and options as the run would, then '
-                        'exit: tools/dist_train.sh does this before starting processes')
+                        help='only check the config, options, work dir, init checkpoint and data '
+                        '(every image file) as the run would, then exit: tools/dist_train.sh does '
+                        'this before starting processes')
     parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
                         default='none', help='job launcher')
     # torch.distributed.launch passes --local-rank (torch >= 2.0) or --local_rank
@@ -96,6 +106,7 @@ def apply_args(cfg, args):
                             'the config')
         cfg.auto_scale_lr.enable = True
     add_compile_hook(cfg, args.compile)
+    make_resumable(cfg)
     if args.resume == 'auto':
         cfg.resume = True
         cfg.load_from = None
@@ -111,7 +122,23 @@ def resume_checkpoint(cfg):
         return None
     if cfg.get('load_from'):
         return cfg.load_from
+    if not osp.isdir(cfg.work_dir):
+        return None
     return find_latest_checkpoint(cfg.work_dir)
+
+
+def preflight(cfg, args):
+    """Everything the run would fail on, checked before it starts (all of it with ``--check``)."""
+    check_model_types(cfg)
+    where = '--work-dir' if args.work_dir else f"the work dir ('{cfg.work_dir}')"
+    check_output(cfg.work_dir, where, ToolError, directory=True)
+    check_pretrained(cfg)
+    check_data(cfg, ['train', 'val'] if cfg.get('val_cfg') else ['train'],
+               all_images=args.check)
+    resume_from = resume_checkpoint(cfg)
+    if resume_from:
+        load_checkpoint(resume_from, label='--resume checkpoint')  # exists, loads safely
+    return resume_from
 
 
 def build_runner(cfg):
@@ -144,8 +171,7 @@ def main(argv=None):
     setup_cache_size_limit_of_dynamo()
     cfg = load_config(args.config, args.cfg_options)
     apply_args(cfg, args)
-    check_model_types(cfg)
-    check_data(cfg, ['train', 'val'] if cfg.get('val_cfg') else ['train'])
+    resume_from = preflight(cfg, args)
     if args.check:
         print(f'check passed: {args.config}')
         return 0
@@ -154,7 +180,6 @@ def main(argv=None):
     except ValueError as exc:
         raise ToolError(str(exc)) from None
     runner = build_runner(cfg)
-    resume_from = resume_checkpoint(cfg)
     if resume_from:
         check_fits(runner.model, resume_from)
     runner.train()

@@ -1,9 +1,14 @@
-"""Pre-flight checks of a config's datasets: data roots, annotation files, classes, first images.
+"""Pre-flight checks of a config's datasets: data roots, annotation files, classes, images.
 
 Run by the tools before any work, so that bad data is one error line naming the fix, not a crash
-deep inside mmengine or pycocotools.
+deep inside mmengine or pycocotools. The first images of each dataset are checked to exist; with
+``all_images=True`` (the tools' ``--check``) every image file is checked, fast: its first and last
+bytes (:func:`image_problem`), so a missing, empty, truncated or foreign file is found before the
+run reaches it.
 """
 import os.path as osp
+import sys
+import time
 
 from ..checkpoint import is_remote
 from ..errors import ToolError
@@ -12,6 +17,11 @@ from ..errors import ToolError
 # train2017 is 450 MB) only for existence, so the check does not double their loading time.
 FULL_CHECK_MAX_BYTES = 64 * 2**20
 _IMAGES_CHECKED = 3
+_NAMED = 3  # bad images named in a message
+_TAIL = 1024  # bytes read from the end of an image file
+
+_JPEG_START, _JPEG_SCAN, _JPEG_END = b'\xff\xd8', b'\xff\xda', b'\xff\xd9'
+_PNG_START = b'\x89PNG\r\n\x1a\n'
 
 
 def _join(root, path):
@@ -33,16 +43,18 @@ def _dataset_cfgs(dataset, where):
         yield dataset, where
 
 
-def check_data(cfg, splits):
+def check_data(cfg, splits, all_images=False):
     """Check the datasets of the given splits before any work is done.
 
     Checks that each data root and image directory exists, that the annotation file exists and
     (up to ``FULL_CHECK_MAX_BYTES``) is a valid COCO detection file with the config's classes, and
-    that its first images exist.
+    that its first images exist, or with ``all_images`` that every image is a complete file.
 
     Args:
         cfg (mmengine.Config): The config.
         splits (Sequence[str]): Any of ``'train'``, ``'val'``, ``'test'``.
+        all_images (bool): Check every image file (:func:`image_problem`), with a progress line
+            on stderr.
 
     Raises:
         ToolError: Naming the first problem and the fix.
@@ -52,7 +64,7 @@ def check_data(cfg, splits):
         if not loader:
             continue
         for dataset, where in _dataset_cfgs(loader.get('dataset'), f'{split}_dataloader.dataset'):
-            _check_dataset(dataset, where)
+            _check_dataset(dataset, where, all_images)
         evaluators = cfg.get(f'{split}_evaluator')
         if split != 'train' and evaluators:
             for evaluator in evaluators if isinstance(evaluators, list) else [evaluators]:
@@ -62,7 +74,7 @@ def check_data(cfg, splits):
                                     'exist; set ann_file to the one of the dataset')
 
 
-def _check_dataset(dataset, where):
+def _check_dataset(dataset, where, all_images):
     root = dataset.get('data_root') or ''
     if root and not is_remote(root) and not osp.isdir(root):
         raise ToolError(
@@ -84,7 +96,11 @@ def _check_dataset(dataset, where):
     if ann_path.endswith('.json') and osp.getsize(ann_path) <= FULL_CHECK_MAX_BYTES:
         coco = _load_coco(ann_path)
         _check_classes(coco, dataset, ann_path, where)
-        _check_images(coco, img_dir, ann_path)
+        paths = [_join(img_dir, str(image.get('file_name', ''))) for image in coco['images']]
+        if all_images:
+            _check_all_images(paths, ann_path, where, _skips_bad_images(dataset))
+        else:
+            _check_first_images(paths, ann_path)
 
 
 def _load_coco(path):
@@ -121,9 +137,142 @@ def _default_classes(dataset_type):
     return tuple(getattr(dataset_cls, 'METAINFO', {}).get('classes', ()))
 
 
-def _check_images(coco, img_dir, ann_path):
-    for image in coco['images'][:_IMAGES_CHECKED]:
-        path = _join(img_dir, str(image.get('file_name', '')))
+def _check_first_images(paths, ann_path):
+    for path in paths[:_IMAGES_CHECKED]:
         if not osp.isfile(path):
             raise ToolError(f"image '{path}' listed in '{ann_path}' does not exist; check "
                             'data_root and data_prefix.img')
+
+
+def _check_all_images(paths, ann_path, where, skipped):
+    bad = []
+    with _Progress(len(paths), f'checking the images of {where}') as progress:
+        for path in paths:
+            problem = image_problem(path)
+            if problem:
+                bad.append(f"'{path}' {problem}")
+            progress.step()
+    if not bad:
+        return
+    named = '; '.join(bad[:_NAMED]) + ('; ...' if len(bad) > _NAMED else '')
+    summary = f'{len(bad)} of the {len(paths)} images listed in \'{ann_path}\' ({where}) '
+    if skipped:  # the loader of this dataset skips them (SafeLoadImageFromFile)
+        print(f'warning: {summary}will be skipped: {named}', file=sys.stderr)
+        return
+    raise ToolError(f'{summary}cannot be used: {named}. Replace or remove them (or check '
+                    'data_root and data_prefix.img)')
+
+
+def _skips_bad_images(dataset):
+    """Whether the dataset's pipeline loads images with ``SafeLoadImageFromFile(skip_bad_images=
+    True)`` (which skips a bad image during training) and the dataset is not in test mode."""
+    pipeline = dataset.get('pipeline') or []
+    first = pipeline[0] if pipeline and isinstance(pipeline[0], dict) else {}
+    return (first.get('type') == 'SafeLoadImageFromFile' and first.get('skip_bad_images', True)
+            and not dataset.get('test_mode', False))
+
+
+def image_problem(path):
+    """Why an image file cannot be used, from its first and last bytes; None if it looks complete.
+
+    JPEG: starts with SOI and has an end-of-image marker after its last scan (marker bytes cannot
+    occur inside the entropy-coded data, so a file cut anywhere after its header has none). PNG:
+    the IEND chunk. GIF: the trailer byte. BMP and WebP: the file is as long as its header says.
+    Only the first and last kilobyte are read, unless a JPEG carries data after its end marker.
+    TIFF is not checked further; any other file is decoded with OpenCV.
+
+    Args:
+        path (str): The image file.
+
+    Returns:
+        str or None: The problem, phrased to follow the file's name (``'is empty (0 bytes)'``).
+    """
+    try:
+        size = osp.getsize(path)
+        with open(path, 'rb') as f:
+            head = f.read(32)
+            f.seek(max(0, size - _TAIL))
+            tail = f.read()
+    except FileNotFoundError:
+        return 'does not exist'
+    except OSError as exc:
+        return f'cannot be read ({exc.strerror or exc})'
+    if size == 0:
+        return 'is empty (0 bytes)'
+    if head.startswith(_JPEG_START):
+        return None if _JPEG_END in tail else _jpeg_problem(path)
+    if head.startswith(_PNG_START):
+        return None if b'IEND' in tail else 'is a truncated PNG file (no IEND chunk at its end)'
+    if head[:6] in (b'GIF87a', b'GIF89a'):
+        return None if tail.rstrip(b'\0').endswith(b';') else 'is a truncated GIF file'
+    declared = _declared_size(head)
+    if declared is not None:
+        return None if size >= declared else (
+            f'is truncated ({size} of the {declared} bytes its header declares)')
+    if head[:4] in (b'II*\0', b'MM\0*'):  # TIFF: its layout has no fixed end to check
+        return None
+    return _decode_problem(path)
+
+
+def _declared_size(head):
+    """The file size a BMP or WebP header declares, else None."""
+    if head[:2] == b'BM':
+        return int.from_bytes(head[2:6], 'little')
+    if head[:4] == b'RIFF' and head[8:12] == b'WEBP':
+        return int.from_bytes(head[4:8], 'little') + 8
+    return None
+
+
+def _jpeg_problem(path):
+    """A JPEG without an end marker in its last kilobyte: read it whole (data may follow the
+    marker, e.g. a camera's trailer)."""
+    with open(path, 'rb') as f:
+        data = f.read()
+    last_scan = data.rfind(_JPEG_SCAN)
+    if last_scan < 0:
+        return 'is a truncated JPEG file (it ends before its image data)'
+    if data.find(_JPEG_END, last_scan) < 0:
+        return 'is a truncated JPEG file (no end-of-image marker after its image data)'
+    return None
+
+
+def _decode_problem(path):
+    import cv2
+    logging = cv2.utils.logging
+    level = logging.getLogLevel()
+    logging.setLogLevel(logging.LOG_LEVEL_SILENT)  # the answer is ours to give, not OpenCV's log
+    try:
+        image = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    finally:
+        logging.setLogLevel(level)
+    return 'is not an image file that OpenCV can decode' if image is None else None
+
+
+class _Progress:
+    """A progress line on stderr: redrawn in place on a terminal, one summary line otherwise."""
+
+    def __init__(self, total, label):
+        self.total, self.label = total, label
+        self.done, self.start, self.shown = 0, time.monotonic(), 0.0
+        self.live = sys.stderr.isatty()
+
+    def __enter__(self):
+        return self
+
+    def step(self):
+        self.done += 1
+        now = time.monotonic()
+        if self.live and (now - self.shown > 0.2 or self.done == self.total):
+            self.shown = now
+            width = 30
+            filled = width * self.done // max(self.total, 1)
+            sys.stderr.write(f'\r{self.label}: [{"#" * filled}{"." * (width - filled)}] '
+                             f'{self.done}/{self.total}')
+            sys.stderr.flush()
+
+    def __exit__(self, *exc):
+        seconds = time.monotonic() - self.start
+        start, padding = ('\r', ' ' * 20) if self.live else ('', '')
+        sys.stderr.write(f'{start}{self.label}: {self.done}/{self.total} in {seconds:.1f} s'
+                         f'{padding}\n')
+        return False
