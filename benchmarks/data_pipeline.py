@@ -1,13 +1,14 @@
-"""Speed of a config's training data pipeline: ms per transform and DataLoader img/s; no data needed.
+"""Speed of a config's training data pipeline: ms per transform, DataLoader img/s; no data needed.
 
 Writes ``--images`` synthetic JPEG images once to a temporary directory (drawn shapes on a noisy
 gradient, ``tools/data/make_synthetic_coco.py``'s drawing) with COCO-format annotations, points the
 config's train dataset at them, and measures:
 
-* CPU ms per transform, in this process: every image through the config's train pipeline and through
-  the same pipeline with mmdet's transforms in place of the plugin's faster ones (``replaces`` of
-  ``iresnet_mmdet.datasets``), interleaved image by image so that load changes on the machine hit
-  both alike, with one torch thread and OpenCV's threads as in a DataLoader worker;
+* CPU ms per transform, in this process: every image through the config's train pipeline and
+  through the same pipeline with mmdet's transforms in place of the plugin's faster ones
+  (``replaces`` of ``iresnet_mmdet.datasets``), interleaved image by image so that load changes on
+  the machine hit both alike, with one torch thread and OpenCV's threads as in a DataLoader worker
+  (CPU time of the process, which other load on the machine distorts less than wall time);
 * img/s of the config's train DataLoader for each ``--workers`` count, built and set up as
   ``Runner.train`` does: mmengine's ``set_multi_processing`` (start method, ``cv2.setNumThreads``)
   from the config's ``env_cfg``, the random seed, ``Runner.build_dataloader`` with its
@@ -32,6 +33,7 @@ Bad input (a missing config, a bad worker list or size, an unwritable ``--json``
 import argparse
 import contextlib
 import copy
+import importlib.util
 import inspect
 import io
 import json
@@ -331,7 +333,9 @@ def time_loader(cfg, workers, images, seed):
     """img/s of the config's train DataLoader with ``workers`` workers (see the module docstring).
 
     Returns:
-        dict: ``workers``, ``img_per_s``, ``batches`` timed, ``batch_size``, ``seconds``.
+        dict: ``workers``, ``img_per_s``, ``batches`` timed, ``batch_size``, ``seconds``, and
+        ``first_batch_s``: from starting the workers to the first batch (what an epoch costs in
+        addition when the workers are not persistent).
     """
     from mmengine.runner import Runner
     batch = cfg.train_dataloader['batch_size']
@@ -344,8 +348,11 @@ def time_loader(cfg, workers, images, seed):
         loader = Runner.build_dataloader(loader_config(cfg, workers, repeat), seed=seed)
     if hasattr(loader.sampler, 'set_epoch'):
         loader.sampler.set_epoch(0)
+    start = time.perf_counter()
     iterator = iter(loader)
-    for _ in range(warmup):
+    next(iterator)
+    first_batch = time.perf_counter() - start
+    for _ in range(warmup - 1):
         next(iterator)
     start = time.perf_counter()
     for _ in range(timed):
@@ -353,7 +360,7 @@ def time_loader(cfg, workers, images, seed):
     seconds = time.perf_counter() - start
     del iterator, loader  # ends the workers
     return dict(workers=workers, img_per_s=timed * batch / seconds, batches=timed,
-                batch_size=batch, seconds=seconds)
+                batch_size=batch, seconds=seconds, first_batch_s=first_batch)
 
 
 def quiet():
@@ -404,17 +411,20 @@ def print_transforms(names, times):
 
 def print_loaders(rows):
     print('\nDataLoader img/s (set up as Runner.train; first round of batches not timed):')
-    print('| pipeline | workers | img/s | img/s per worker | batches timed |')
-    print('|---|---|---|---|---|')
+    print('| pipeline | workers | img/s | img/s per worker | first batch (s) | batches timed |')
+    print('|---|---|---|---|---|---|')
     for row in rows:
         per_worker = row['img_per_s'] / max(row['workers'], 1)
         print(f"| {row['pipeline']} | {row['workers']} | {row['img_per_s']:.0f} | "
-              f"{per_worker:.0f} | {row['batches']} x {row['batch_size']} |")
+              f"{per_worker:.0f} | {row['first_batch_s']:.2f} | "
+              f"{row['batches']} x {row['batch_size']} |")
 
 
 def main(argv=None):
     args = parse_args(argv)
     cfg = load_config(args.config, args.cfg_options)
+    if importlib.util.find_spec('PIL') is None:
+        raise ToolError('Pillow draws the synthetic images: pip install pillow')
     setup_like_runner(cfg, args.seed)
     from mmdet.registry import DATASETS, TRANSFORMS
     dataset_cfg = leaf_dataset(cfg.train_dataloader['dataset'])

@@ -33,8 +33,9 @@ P_MIN = 1e-3  # smallest p-value accepted by the two-sample tests (fixed seeds: 
 def detection_results(img, boxes):
     boxes = np.array(boxes, dtype=np.float32).reshape(-1, 4)  # a copy: boxes change in place
     n = len(boxes)
-    return dict(img=img, img_shape=img.shape[:2], gt_bboxes=HorizontalBoxes(torch.from_numpy(boxes)),
-                gt_bboxes_labels=np.arange(n), gt_ignore_flags=np.arange(n) % 3 == 2)
+    return dict(img=img, img_shape=img.shape[:2],
+                gt_bboxes=HorizontalBoxes(torch.from_numpy(boxes)), gt_bboxes_labels=np.arange(n),
+                gt_ignore_flags=np.arange(n) % 3 == 2)
 
 
 def assert_same_results(a, b):

@@ -9,8 +9,11 @@ complete, and on a file that cannot be read, is truncated or cannot be decoded e
   skipped images of the process, and returns None, so that mmengine's ``BaseDataset`` (in
   training) loads another random image instead (at most ``max_refetch`` times in a row, 1000 by
   default, then it raises); or
-* raises :class:`BadImageError` naming the file (``skip_bad_images=False``; always in test mode,
-  where mmengine's dataset cannot skip).
+* raises :class:`BadImageError` naming the file (``skip_bad_images=False``: for test pipelines,
+  where mmengine's dataset cannot skip an image, and for training runs that must see every image).
+
+Whichever it is, a DataLoader worker does not die silently: PyTorch re-raises a worker's exception
+in the main process, and :class:`BadImageError` keeps its one-line message there.
 """
 import logging
 

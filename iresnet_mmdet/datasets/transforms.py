@@ -5,14 +5,16 @@
   trials of a mode are drawn at once and tested with one array operation, and the first trial that
   passes (in draw order) is the crop. Since the trials are independent, the chosen rectangle has
   exactly the distribution of mmdet's sequential loop.
-* :class:`FastPhotoMetricDistortion`: mmdet's ``PhotoMetricDistortion`` with the same random draws
-  and the same OpenCV colour conversions, its per-channel hue and saturation steps done on
-  contiguous planes instead of strided views.
+* :class:`FastRandomFlip`: mmdet's ``RandomFlip`` with the flipped image written out by
+  ``cv2.flip`` instead of left as a reversed numpy view: the next transform's float conversion of a
+  reversed view is about 15 times slower than of a contiguous array.
+* :class:`FastPhotoMetricDistortion`: mmdet's ``PhotoMetricDistortion`` with the same random draws,
+  the same OpenCV colour conversions and the same output, with fewer passes in its hue step.
 
-Both keep their parent's arguments, draw their randomness from ``numpy.random`` like mmdet's, and
-are registered in mmdet's ``TRANSFORMS``; a config names them instead of mmdet's (which stay usable).
-``replaces`` names the mmdet transform each one stands in for (``benchmarks/data_pipeline.py``
-times both).
+All keep their parent's arguments, draw their randomness from ``numpy.random`` like mmdet's, and
+are registered in mmdet's ``TRANSFORMS``; a config names them instead of mmdet's (which stay
+usable). ``replaces`` names the mmdet transform each one stands in for
+(``benchmarks/data_pipeline.py`` times both).
 """
 import cv2
 import numpy as np
