@@ -38,3 +38,4 @@ default_hooks = dict(
     logger=dict(type='LoggerHook', interval=10),
     checkpoint=dict(type='CheckpointHook', interval=max_epochs, save_best=None))
 randomness = dict(seed=0)
+train_dataloader = dict(persistent_workers=False)  # exact --resume (ExactResumeHook)
