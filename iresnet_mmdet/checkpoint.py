@@ -39,7 +39,9 @@ and importing the package makes mmengine load local checkpoint files through it 
 ``load_from``, ``Pretrained`` init). Checkpoint URLs load as mmengine loads them, which on torch <
 2.6 means without an allow-list: download such a file and give its local path instead.
 """
+import _codecs
 import _compat_pickle
+import collections
 import functools
 import os.path as osp
 import pickle
@@ -119,11 +121,18 @@ def mmengine_checkpoint_globals():
 TORCH_ALLOWLIST = tuple(int(v) for v in re.findall(r'\d+', torch.__version__)[:2]) >= (2, 6)
 
 
+# Plain-Python globals that torch >= 2.6 allows and torch 2.1 does not know (e.g. protocol 2
+# writes bytes, as in numpy 1.x scalars, through _codecs.encode).
+_PYTHON_GLOBALS = {'_codecs.encode': _codecs.encode, 'builtins.bytearray': bytearray,
+                   'builtins.complex': complex, 'builtins.set': set,
+                   'collections.Counter': collections.Counter}
+
+
 @functools.lru_cache(maxsize=None)
 def _allowed_globals():
     """``module.name`` -> object: torch's weights_only globals plus mmengine's."""
     from torch import _weights_only_unpickler
-    allowed = dict(_weights_only_unpickler._get_allowed_globals())
+    allowed = dict(_weights_only_unpickler._get_allowed_globals(), **_PYTHON_GLOBALS)
     for entry in mmengine_checkpoint_globals():
         obj, name = entry if isinstance(entry, tuple) else (
             entry, f'{entry.__module__}.{entry.__qualname__}')
@@ -281,7 +290,12 @@ def unsafe_globals(text, path=None):
     found = re.search(r'(?:unsupported GLOBAL|Unsupported global:? GLOBAL) (\S+)',
                       ' '.join(text.split()), re.I)
     if found:
-        return [found.group(1).rstrip('.,')]
+        name = found.group(1).rstrip('.,')
+        # AllowListUnpickler stops at the first global it refuses; in a plain pickle that can be
+        # torch's own helper (torch.storage._load_from_bytes) ahead of the objects worth naming
+        if name.startswith(_TORCH_REBUILT) and path and not is_remote(path):
+            return pickle_globals(path) or [name]
+        return [name]
     # A plain pickle (not written by torch.save) fails earlier, on an opcode that safe loading
     # does not know; name the Python objects it refers to by reading its opcodes (no execution).
     return pickle_globals(path) if path and not is_remote(path) else []
