@@ -223,12 +223,12 @@ def demo_detectors(head_types):
 
 @pytest.fixture(scope='module')
 def demo_data(tmp_path_factory):
-    """Demo data (the trained demo's 100 val images if present, else 16 generated images)."""
+    """Demo data (the trained demo's data if present, else 4 + 8 generated images)."""
     if osp.isdir(TRAINED_DATA) and osp.isfile(osp.join(TRAINED_DIR, 'last_checkpoint')):
         return TRAINED_DATA
     out = tmp_path_factory.mktemp('synthetic_coco')
     subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'data', 'make_synthetic_coco.py'),
-                    '--out', str(out), '--num-train', '8', '--num-val', '16'],
+                    '--out', str(out), '--num-train', '4', '--num-val', '8'],
                    check=True, capture_output=True)
     return str(out)
 
@@ -249,7 +249,7 @@ def demo_batch(data_root, split, indices):
 def test_demo_detector_losses_and_gradients_equal_mmdets(demo_data):
     """The whole demo detector on a batch of the demo data: same losses and gradients."""
     ref, batched = demo_detectors(['FixedSSDHead', 'BatchedSSDHead'])
-    data, _ = demo_batch(demo_data, 'train', range(4))
+    data, _ = demo_batch(demo_data, 'train', range(3))
     results = []
     for model in (ref, batched):
         model.train()
@@ -461,7 +461,7 @@ def test_demo_predictions_and_coco_figures_equal_mmdets(demo_data):
             load_checkpoint(model, path, map_location='cpu', logger='silent')
     else:
         trained_looking(ref.bbox_head), batched.load_state_dict(ref.state_dict())
-    num_images = 24 if trained else 16  # (all 100 of the trained demo's take 1 min)
+    num_images = 24 if trained else 8  # (all 100 of the trained demo's: 1 min, also equal)
     results = {'ref': [], 'batched': []}
     for start in range(0, num_images, 8):
         data, dataset = demo_batch(demo_data, 'val', range(start, min(start + 8, num_images)))
@@ -471,7 +471,7 @@ def test_demo_predictions_and_coco_figures_equal_mmdets(demo_data):
     for (_, got), (_, expected) in zip(results['batched'], results['ref']):
         assert_same_detections(got, expected)
         suppressed += len(expected) < 200
-    assert sum(len(e) for _, e in results['ref']) > 20 * num_images
+    assert sum(len(e) for _, e in results['ref']) > 5 * num_images  # trained: ~10 per image
     ann_file = osp.join(demo_data, 'annotations', 'instances_val.json')
     stats = coco_stats(dataset, results['batched'], ann_file)
     assert stats == coco_stats(dataset, results['ref'], ann_file)
@@ -555,7 +555,9 @@ def test_loss_compiles_to_one_graph():
             head._constant('means', head.bbox_coder.means, 'cpu', torch.float32),
             head._constant('stds', head.bbox_coder.stds, 'cpu', torch.float32),
             head._loss_settings)
-    compiled = torch.compile(ssd_batch_ops.ssd_loss, fullgraph=True, backend='aot_eager')
+    # the 'eager' backend: only Dynamo's tracing, which fails on any graph break (an .item(), a
+    # data-dependent shape); no code generation
+    compiled = torch.compile(ssd_batch_ops.ssd_loss, fullgraph=True, backend='eager')
     results = []
     for loss_fn in (ssd_batch_ops.ssd_loss, compiled):
         inputs = [logits.detach().requires_grad_(True), deltas.detach().requires_grad_(True)]
