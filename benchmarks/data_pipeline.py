@@ -54,6 +54,10 @@ import warnings  # noqa: E402
 
 # mmengine 0.10.7 imports pkg_resources, which setuptools >= 80 flags as deprecated
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
+# PyTorch's notes on a config's pin_memory without a GPU and on more workers than cores: both are
+# what is being measured here
+warnings.filterwarnings('ignore', message="'pin_memory' argument is set as true")
+warnings.filterwarnings('ignore', message='This DataLoader will create')
 
 import numpy as np  # noqa: E402
 from mmengine.config import DictAction  # noqa: E402

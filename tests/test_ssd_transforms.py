@@ -276,6 +276,7 @@ def test_jpeg_problem(tmp_path):
     data = (tmp_path / 'a.jpg').read_bytes()
     assert jpeg_problem(data) is None
     assert jpeg_problem(data + b'\0\0') is None  # padding after the end marker is fine
+    assert jpeg_problem(data + b'appended data') is None  # e.g. a camera's trailer
     assert jpeg_problem(b'\x89PNG\r\n') is None  # not a JPEG: left to the decoder
     for cut in (len(data) // 2, len(data) - 2, 40):
         assert 'truncated' in jpeg_problem(data[:cut])

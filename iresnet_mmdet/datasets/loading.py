@@ -50,8 +50,10 @@ class BadImageError(ToolError):
 def jpeg_problem(data):
     """Why ``data`` is an incomplete JPEG file, or None (complete, or not a JPEG).
 
-    A JPEG ends with an end-of-image marker after its last scan; marker bytes cannot occur inside
-    the entropy-coded data, so a file cut anywhere after its header lacks that marker.
+    A JPEG ends with an end-of-image marker after its last scan, and marker bytes cannot occur
+    inside the entropy-coded data, so a file cut anywhere after its header lacks that marker. Most
+    files end with it (zero padding allowed): checked in constant time. Otherwise (data appended
+    after the image, or a truncated file) the file is searched for the marker after its last scan.
 
     Args:
         data (bytes): The file's content.
@@ -60,6 +62,8 @@ def jpeg_problem(data):
         str or None: The problem, phrased to follow "the image".
     """
     if not data.startswith(_JPEG_START):
+        return None
+    if data.rstrip(b'\0').endswith(_JPEG_END):
         return None
     last_scan = data.rfind(_JPEG_SCAN)
     if last_scan < 0:
