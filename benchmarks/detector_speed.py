@@ -11,6 +11,20 @@ is timed round-robin in one process, so that load changes on the machine hit all
 * ``train``: ``model.loss`` (label assignment and losses included), backward and an SGD step
   (momentum 0.9, weight decay 5e-4: the same optimizer for every config).
 
+Steps (``--steps``), for single-stage detectors both by default:
+
+* ``full``: the step as above;
+* ``network``: the network alone, backbone + neck + head forward (``infer``), plus a dummy loss
+  (the mean of every head output), backward and the same SGD step (``train``): what the step
+  would cost without label assignment, losses and post-processing. The ``full / network`` table
+  prints the full step's img/s as a fraction of the network-only step's: the overhead, as a
+  number.
+
+``--heads`` times SSD detectors with another head, same weights: ``fixed`` (mmdet's per-image
+``SSDHead`` code, as ``FixedSSDHead``), ``batched`` (``BatchedSSDHead``), ``config`` (as the config
+says; mmdet's ``SSDHead`` becomes ``FixedSSDHead``, whose predictions do not crash); e.g.
+``--heads fixed,batched`` for a before/after comparison in one run.
+
 Variants, joined by ``+`` for combinations (e.g. ``compile+channels-last``):
 
 * ``eager``: the model as built;
@@ -36,7 +50,8 @@ Usage::
     OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/detector_speed.py [CONFIG ...]
         [--mode infer|train|both] [--variants eager,compile] [--batch 8] [--size 300]
         [--threads N] [--device cpu|cuda] [--amp] [--warmup 2] [--repeats 5] [--json FILE]
-        [--profile N] [--malloc auto|tcmalloc|glibc-tuned|system]
+        [--steps full,network] [--heads config|fixed|batched,...] [--profile N]
+        [--malloc auto|tcmalloc|glibc-tuned|system]
 
 ``CONFIG`` may be a file or an ``mmdet::`` config (e.g. ``mmdet::ssd/ssd300_coco.py``); the default
 list is the paper's eight SSD300 rows, mmdet's SSD300-VGG16 and the FPN detector configs of
@@ -72,7 +87,7 @@ warnings.filterwarnings('ignore', message='pkg_resources is deprecated', categor
 import torch  # noqa: E402
 import torch._dynamo  # noqa: E402  (its exceptions)
 
-from iresnet_mmdet.engine import cli  # noqa: E402
+from iresnet_mmdet.errors import ToolError, run_main  # noqa: E402
 
 PAPER_ROWS = [
     f'configs/ssd300/ssd300_{name}_8xb32-65e_coco.py' for name in (
@@ -84,6 +99,10 @@ FPN_DIRS = ('configs/faster_rcnn', 'configs/retinanet', 'configs/mask_rcnn')
 VARIANT_PARTS = ('eager', 'compile', 'fuse-conv-bn', 'channels-last', 'onnxruntime')
 INFER_ONLY = ('fuse-conv-bn', 'onnxruntime')
 MODES = ('infer', 'train')
+STEPS = ('full', 'network')
+#: ``--heads`` values and the head type each gives an SSD detector (``config``: as configured)
+HEADS = {'config': None, 'fixed': 'FixedSSDHead', 'batched': 'BatchedSSDHead'}
+SSD_HEAD_TYPES = ('SSDHead', 'mmdet.SSDHead', 'FixedSSDHead', 'BatchedSSDHead')
 BOXES_PER_IMAGE = 3
 
 
@@ -101,14 +120,14 @@ def resolve_config(name: str) -> str:
         try:
             module = __import__(package)
         except ImportError:
-            raise cli.ToolError(f"unknown config '{name}': package {package!r} is not "
-                                'installed') from None
+            raise ToolError(f"unknown config '{name}': package {package!r} is not "
+                            'installed') from None
         name = osp.join(osp.dirname(module.__file__), '.mim', 'configs', path)
         if not osp.isfile(name):
-            raise cli.ToolError(f"unknown config '{name}': no such config in {package}")
+            raise ToolError(f"unknown config '{name}': no such config in {package}")
     elif not osp.isfile(name):
-        raise cli.ToolError(f"unknown config '{name}': no such file; pass a config path or "
-                            "a name such as 'mmdet::ssd/ssd300_coco.py'")
+        raise ToolError(f"unknown config '{name}': no such file; pass a config path or "
+                        "a name such as 'mmdet::ssd/ssd300_coco.py'")
     return name
 
 
@@ -124,36 +143,64 @@ def parse_variants(text: str) -> List[str]:
     for variant in variants:
         unknown = [part for part in variant.split('+') if part not in VARIANT_PARTS]
         if unknown or not variant:
-            raise cli.ToolError(f"unknown variant '{variant}' in --variants: use "
-                                f"{', '.join(VARIANT_PARTS)} or combinations joined by '+' "
-                                '(e.g. compile+channels-last)')
+            raise ToolError(f"unknown variant '{variant}' in --variants: use "
+                            f"{', '.join(VARIANT_PARTS)} or combinations joined by '+' "
+                            '(e.g. compile+channels-last)')
         if 'onnxruntime' in variant and variant_parts(variant) - {'onnxruntime', 'fuse-conv-bn'}:
-            raise cli.ToolError(f"variant '{variant}': onnxruntime runs the exported graph and "
-                                "combines with fuse-conv-bn only (e.g. onnxruntime+fuse-conv-bn)")
+            raise ToolError(f"variant '{variant}': onnxruntime runs the exported graph and "
+                            "combines with fuse-conv-bn only (e.g. onnxruntime+fuse-conv-bn)")
     if not variants:
-        raise cli.ToolError('--variants is empty: give e.g. eager,compile')
+        raise ToolError('--variants is empty: give e.g. eager,compile')
     return variants
+
+
+def parse_choices(text: str, choices, option: str) -> List[str]:
+    """The comma-separated values of ``option``, each one of ``choices``."""
+    values = [v.strip() for v in text.split(',') if v.strip()]
+    unknown = [v for v in values if v not in choices]
+    if unknown or not values:
+        raise ToolError(f"{option} {text!r}: use one or more of {', '.join(choices)}, "
+                        'comma-separated')
+    return values
 
 
 def variant_parts(variant: str) -> set:
     return set(variant.split('+')) - {'eager'}
 
 
-def load_model_config(config: str):
-    """The config, with mmdet's ``SSDHead`` replaced by the plugin's ``FixedSSDHead`` (same layers
-    and losses; mmdet 3.3's crashes in ``predict``)."""
+def load_model_config(config: str, head: str = 'config'):
+    """The config with the SSD head of ``--heads`` (:data:`HEADS`); mmdet's ``SSDHead`` becomes
+    the plugin's ``FixedSSDHead`` (same layers and losses; mmdet 3.3's crashes in ``predict``)."""
     from mmengine.config import Config
     cfg = Config.fromfile(config)
-    head = cfg.model.get('bbox_head')
-    if isinstance(head, dict) and head.get('type') in ('SSDHead', 'mmdet.SSDHead'):
-        head.type = 'FixedSSDHead'
+    bbox_head = cfg.model.get('bbox_head')
+    is_ssd = isinstance(bbox_head, dict) and bbox_head.get('type') in SSD_HEAD_TYPES
+    if head != 'config' and not is_ssd:
+        raise ToolError(f'--heads {head}: {short_name(config)} has no SSD head; time it with '
+                        '--heads config')
+    if is_ssd and bbox_head.type in ('SSDHead', 'mmdet.SSDHead'):
+        bbox_head.type = 'FixedSSDHead'
+    if HEADS[head]:
+        bbox_head.type = HEADS[head]
     return cfg
 
 
-def build_model(config: str) -> torch.nn.Module:
+def build_model(config: str, head: str = 'config') -> torch.nn.Module:
     """The config's detector with PyTorch's default initialisation (no checkpoint is read)."""
     from iresnet_mmdet.analysis.complexity import build_from_config
-    return build_from_config(load_model_config(config))
+    return build_from_config(load_model_config(config, head))
+
+
+def network_forward(model, inputs):
+    """Backbone, neck and head of a single-stage detector: the head's output tensors."""
+    outputs = model.bbox_head(model.extract_feat(inputs))
+    return [t for level in outputs for t in (level if isinstance(level, (list, tuple)) else
+                                             [level])]
+
+
+def has_network_step(model) -> bool:
+    """Whether the network-only step is defined: single-stage detectors (a dense head)."""
+    return hasattr(model, 'bbox_head') and not hasattr(model, 'roi_head')
 
 
 def randomize_norms(model: torch.nn.Module, seed: int = 0) -> None:
@@ -225,11 +272,13 @@ class Entry:
         model (nn.Module): Its own copy of the config's model, on the device.
         batch (tuple): ``(inputs, data_samples)``.
         amp (bool): Autocast to float16 (CUDA).
+        step (str): ``'full'`` or ``'network'`` (:data:`STEPS`).
+        head (str): The ``--heads`` value it was built with.
     """
 
-    def __init__(self, config, variant, mode, model, batch, amp):
+    def __init__(self, config, variant, mode, model, batch, amp, step='full', head='config'):
         self.config, self.variant, self.mode = config, variant, mode
-        self.model, self.amp = model, amp
+        self.model, self.amp, self.step_kind, self.head = model, amp, step, head
         parts = variant_parts(variant)
         inputs, self.samples = batch
         if 'channels-last' in parts:
@@ -257,14 +306,20 @@ class Entry:
         return torch.autocast(self.device, dtype=torch.float16, enabled=self.amp)
 
     def step(self) -> None:
-        """One inference or training step on the batch."""
+        """One inference or training step on the batch (full or network only)."""
+        network = self.step_kind == 'network'
         if self.mode == 'infer':
             with torch.no_grad(), self.autocast():
-                self.model.predict(self.inputs, self.samples)
+                if network:
+                    network_forward(self.model, self.inputs)
+                else:
+                    self.model.predict(self.inputs, self.samples)
             return
         with self.autocast():
-            losses = self.model.loss(self.inputs, self.samples)
-            loss, _ = self.model.parse_losses(losses)
+            if network:  # a dummy loss that reaches every output
+                loss = sum(t.float().mean() for t in network_forward(self.model, self.inputs))
+            else:
+                loss, _ = self.model.parse_losses(self.model.loss(self.inputs, self.samples))
         if self.first_loss is None:
             self.first_loss = loss.detach().float().cpu()
         self.optimizer.zero_grad(set_to_none=True)
@@ -291,14 +346,15 @@ class OnnxEntry(Entry):
     """An ``onnxruntime`` entry: the model exported to ONNX (in ``workdir``) and its session.
 
     Args:
-        config, variant, model, batch: As for :class:`Entry` (``mode`` is ``'infer'``).
+        config, variant, model, batch, head: As for :class:`Entry` (``mode`` is ``'infer'``).
         workdir (str): Directory for the ONNX files.
     """
 
-    def __init__(self, config, variant, model, batch, workdir):
+    def __init__(self, config, variant, model, batch, workdir, head='config'):
         from iresnet_mmdet.deploy import export
         from iresnet_mmdet.deploy.runtime import make_session
-        super().__init__(config, variant, 'infer', model, batch, amp=False)  # eval, fused if asked
+        super().__init__(config, variant, 'infer', model, batch, amp=False,  # eval, fused if asked
+                         head=head)
         shape = tuple(self.inputs.shape[-2:])
         stem = osp.join(workdir, f'{short_name(config)}_{variant}')
         export.export_onnx(export.build_graph(model, shape), stem + '.onnx', shape, {},
@@ -333,46 +389,64 @@ def onnx_unsupported(model):
     from iresnet_mmdet.deploy.export import check_supported_model
     try:
         check_supported_model(model)
-    except cli.ToolError as exc:
+    except ToolError as exc:
         return str(exc)
     return None
 
 
 def make_entries(configs, variants, modes, args, workdir) -> List[Entry]:
-    """Build every entry, and for each config the eager reference outputs (``rel_diff``)."""
+    """Build every entry, and for each (config, head) the eager reference outputs
+    (``rel_diff``)."""
     from iresnet_mmdet.engine.fuse import raw_forward, relative_difference
     entries = []
     for config in configs:
-        torch.manual_seed(0)
-        base = build_model(config)
-        randomize_norms(base)
-        base.to(args.device)
-        batch = synthetic_batch(args.batch, args.size, num_classes(base), has_masks(base),
-                                args.device)
-        new = []
-        for mode in modes:
+        for head in args.heads:
+            torch.manual_seed(0)
+            base = build_model(config, head)
+            randomize_norms(base)
+            base.to(args.device)
+            new = config_entries(config, head, base, variants, modes, args, workdir)
+            base.eval()
+            with torch.autocast(args.device, dtype=torch.float16, enabled=args.amp):
+                reference = raw_forward(base, new[0].inputs) if new else None
+            for entry in new:
+                if entry.mode == 'infer':
+                    entry.rel_diff = relative_difference(entry.raw_outputs(), reference)
+            del base
+            entries += new
+    return entries
+
+
+def config_entries(config, head, base, variants, modes, args, workdir) -> List[Entry]:
+    """The entries of one (config, head): every mode, step and variant that applies."""
+    batch = synthetic_batch(args.batch, args.size, num_classes(base), has_masks(base),
+                            args.device)
+    steps = args.steps
+    if 'network' in steps and not has_network_step(base):
+        print(f'note: {short_name(config)} has no network-only step (two-stage detector)')
+        steps = [s for s in steps if s != 'network']
+    new = []
+    for mode in modes:
+        for step in steps:
             for variant in variants:
                 parts = variant_parts(variant)
                 if mode == 'train' and parts & set(INFER_ONLY):
-                    print(f'note: {variant} is for inference only: not timed in train mode')
+                    if step == steps[0]:
+                        print(f'note: {variant} is for inference only: not timed in train mode')
                     continue
                 if 'onnxruntime' in parts:
+                    if step == 'network':
+                        continue  # the exported graph is the full detector
                     reason = onnx_unsupported(base)
                     if reason:
                         print(f'note: {short_name(config)} not timed with {variant}: {reason}')
                         continue
-                    new.append(OnnxEntry(config, variant, copy.deepcopy(base), batch, workdir))
+                    new.append(OnnxEntry(config, variant, copy.deepcopy(base), batch, workdir,
+                                         head))
                     continue
-                new.append(Entry(config, variant, mode, copy.deepcopy(base), batch, args.amp))
-        base.eval()
-        with torch.autocast(args.device, dtype=torch.float16, enabled=args.amp):
-            reference = raw_forward(base, batch[0])
-        for entry in new:
-            if entry.mode == 'infer':
-                entry.rel_diff = relative_difference(entry.raw_outputs(), reference)
-        del base
-        entries += new
-    return entries
+                new.append(Entry(config, variant, mode, copy.deepcopy(base), batch, args.amp,
+                                 step, head))
+    return new
 
 
 def measure(entries: Sequence[Entry], warmup: int, repeats: int) -> None:
@@ -387,12 +461,18 @@ def measure(entries: Sequence[Entry], warmup: int, repeats: int) -> None:
         print(f'round {round_index + 1}/{warmup + repeats} ({label}) done', flush=True)
 
 
+def entry_key(entry) -> tuple:
+    return entry.config, entry.head, entry.step_kind
+
+
 def train_rel_diffs(entries: Sequence[Entry]) -> None:
-    """``rel_diff`` of train entries: first loss against the eager entry of the same config."""
-    eager = {e.config: e.first_loss for e in entries if e.mode == 'train' and e.variant == 'eager'}
+    """``rel_diff`` of train entries: first loss against the eager entry of the same config, head
+    and step."""
+    eager = {entry_key(e): e.first_loss for e in entries
+             if e.mode == 'train' and e.variant == 'eager'}
     for entry in entries:
         if entry.mode == 'train':
-            ref = eager.get(entry.config)
+            ref = eager.get(entry_key(entry))
             entry.rel_diff = (abs(entry.first_loss - ref).item() / abs(ref).item()
                               if ref is not None else None)
 
@@ -403,6 +483,7 @@ def records(entries: Sequence[Entry], gflops: Dict[str, float], args, allocator:
         seconds = statistics.median(e.seconds)
         result.append(dict(
             config=e.config, name=short_name(e.config), mode=e.mode, variant=e.variant,
+            step=e.step_kind, head=e.head,
             device=args.device, amp=args.amp, batch=args.batch, size=args.size,
             threads=torch.get_num_threads(), img_per_s=args.batch / seconds,
             seconds_per_batch=seconds, repeats=len(e.seconds), gflops=gflops[e.config],
@@ -414,19 +495,23 @@ def _fmt(value, digits=2):
     return '-' if value is None else f'{value:.{digits}f}'
 
 
+def label(row: dict) -> str:
+    """The detector's name in the tables (with the head if ``--heads`` chose one)."""
+    return row['name'] if row['head'] == 'config' else f'{row["name"]} ({row["head"]} head)'
+
+
 def print_tables(rows: Sequence[dict]) -> None:
-    """One markdown table per mode, ratios against the first config of the same variant."""
+    """One markdown table per mode (full steps), ratios against the first config of the same
+    variant; then the full steps against the network-only ones (:func:`print_overhead`)."""
     for mode in MODES:
-        mode_rows = [r for r in rows if r['mode'] == mode]
+        mode_rows = [r for r in rows if r['mode'] == mode and r['step'] == 'full']
         if not mode_rows:
             continue
         first = {}
-        eager = {r['config']: r for r in mode_rows if r['variant'] == 'eager'}
+        eager = {(r['config'], r['head']): r for r in mode_rows if r['variant'] == 'eager'}
         for r in mode_rows:
             first.setdefault(r['variant'], r)
-        print(f'\n{mode} (batch {mode_rows[0]["batch"]}, {mode_rows[0]["size"]}x'
-              f'{mode_rows[0]["size"]}, {mode_rows[0]["threads"]} threads, '
-              f'{mode_rows[0]["device"]}{", AMP" if mode_rows[0]["amp"] else ""}):')
+        print(f'\n{mode} ({setting(mode_rows[0])}):')
         print('| detector | variant | img/s | time x | GFLOPs | GFLOPs x | time/FLOP x '
               '| x eager speed | rel. diff |')
         print('|---|---|---|---|---|---|---|---|---|')
@@ -435,12 +520,40 @@ def print_tables(rows: Sequence[dict]) -> None:
             for r in (r for r in mode_rows if r['variant'] == variant):
                 time_x = base['img_per_s'] / r['img_per_s']
                 flop_x = r['gflops'] / base['gflops']
-                speed = (r['img_per_s'] / eager[r['config']]['img_per_s']
-                         if r['config'] in eager else None)
+                reference = eager.get((r['config'], r['head']))
+                speed = r['img_per_s'] / reference['img_per_s'] if reference else None
                 diff = '-' if r['rel_diff'] is None else f'{r["rel_diff"]:.1e}'
-                print(f'| {r["name"]} | {variant} | {r["img_per_s"]:.2f} | {time_x:.2f} | '
+                print(f'| {label(r)} | {variant} | {r["img_per_s"]:.2f} | {time_x:.2f} | '
                       f'{r["gflops"]:.2f} | {flop_x:.3f} | {time_x / flop_x:.2f} | '
                       f'{_fmt(speed)} | {diff} |')
+    print_overhead(rows)
+
+
+def setting(row: dict) -> str:
+    return (f'batch {row["batch"]}, {row["size"]}x{row["size"]}, {row["threads"]} threads, '
+            f'{row["device"]}{", AMP" if row["amp"] else ""}')
+
+
+def overhead_pairs(rows: Sequence[dict]) -> List[tuple]:
+    """``(network row, full row)`` of every (config, head, mode, variant) timed both ways."""
+    network = {(r['config'], r['head'], r['mode'], r['variant']): r for r in rows
+               if r['step'] == 'network'}
+    return [(network[key], r) for r in rows if r['step'] == 'full'
+            for key in [(r['config'], r['head'], r['mode'], r['variant'])] if key in network]
+
+
+def print_overhead(rows: Sequence[dict]) -> None:
+    """The full step's img/s beside the network-only step's, and their ratio."""
+    pairs = overhead_pairs(rows)
+    if not pairs:
+        return
+    print(f'\nfull step / network-only step ({setting(pairs[0][1])}):')
+    print('| detector | mode | variant | network img/s | full img/s | full / network |')
+    print('|---|---|---|---|---|---|')
+    for network, full in pairs:
+        print(f'| {label(full)} | {full["mode"]} | {full["variant"]} | '
+              f'{network["img_per_s"]:.2f} | {full["img_per_s"]:.2f} | '
+              f'{full["img_per_s"] / network["img_per_s"]:.2f} |')
 
 
 def print_profile(entry: Entry, top: int) -> None:
@@ -460,7 +573,8 @@ def print_profile(entry: Entry, top: int) -> None:
     device_time = 'self_device_time_total' if entry.device == 'cuda' else 'self_cpu_time_total'
     events = sorted(prof.key_averages(group_by_input_shape=True),
                     key=lambda e: getattr(e, device_time), reverse=True)[:top]
-    print(f'\nprofile: {short_name(entry.config)} {entry.mode} {entry.variant}, one step of '
+    name = short_name(entry.config) + ('' if entry.head == 'config' else f'[{entry.head}]')
+    print(f'\nprofile: {name} {entry.mode} {entry.variant} ({entry.step_kind} step), one step of '
           f'{step_ms:.0f} ms (under the profiler), top {top} ops by self time:')
     print('| op | input shapes | calls | self ms | % of step |')
     print('|---|---|---|---|---|')
@@ -473,19 +587,19 @@ def print_profile(entry: Entry, top: int) -> None:
 
 def check_args(args) -> None:
     if args.device == 'cuda' and not torch.cuda.is_available():
-        raise cli.ToolError('--device cuda, but PyTorch sees no CUDA device '
-                            f'(torch {torch.__version__}); use --device cpu')
+        raise ToolError('--device cuda, but PyTorch sees no CUDA device '
+                        f'(torch {torch.__version__}); use --device cpu')
     if args.device == 'cuda' and 'onnxruntime' in args.variants:
-        raise cli.ToolError('variant onnxruntime runs on the CPU provider only; use --device cpu '
-                            'or drop it from --variants')
+        raise ToolError('variant onnxruntime runs on the CPU provider only; use --device cpu '
+                        'or drop it from --variants')
     if args.amp and args.device != 'cuda':
-        raise cli.ToolError('--amp is for --device cuda only (float16 autocast); drop --amp on CPU')
+        raise ToolError('--amp is for --device cuda only (float16 autocast); drop --amp on CPU')
     if args.batch < 1 or args.size < 32 or args.repeats < 1 or args.warmup < 0 or args.profile < 0:
-        raise cli.ToolError('--batch and --repeats must be >= 1, --size >= 32, --warmup and '
-                            '--profile >= 0')
+        raise ToolError('--batch and --repeats must be >= 1, --size >= 32, --warmup and '
+                        '--profile >= 0')
     if args.json and not osp.isdir(osp.dirname(osp.abspath(args.json))):
-        raise cli.ToolError(f"--json {args.json}: directory "
-                            f"'{osp.dirname(osp.abspath(args.json))}' does not exist")
+        raise ToolError(f"--json {args.json}: directory "
+                        f"'{osp.dirname(osp.abspath(args.json))}' does not exist")
 
 
 def parse_args(argv=None):
@@ -504,6 +618,12 @@ def parse_args(argv=None):
     parser.add_argument('--warmup', type=int, default=2, help='untimed rounds')
     parser.add_argument('--repeats', type=int, default=5, help='timed rounds')
     parser.add_argument('--json', help='write one record per measurement to this file')
+    parser.add_argument('--steps', default='full,network',
+                        help='comma-separated: full (model.loss / model.predict) and network '
+                        '(backbone + neck + head only, dummy loss); network is single-stage only')
+    parser.add_argument('--heads', default='config',
+                        help='comma-separated SSD heads: config (as configured), fixed (mmdet\'s '
+                        'per-image SSDHead code), batched (BatchedSSDHead)')
     parser.add_argument('--profile', type=int, default=0, metavar='N',
                         help='after timing, profile one more step of every entry and print its '
                         'N most expensive ops (torch.profiler)')
@@ -516,7 +636,12 @@ def main(argv=None):
     args = parse_args(argv)
     check_args(args)
     variants = parse_variants(args.variants)
+    args.steps = parse_choices(args.steps, STEPS, '--steps')
+    args.heads = parse_choices(args.heads, HEADS, '--heads')
     configs = [resolve_config(c) for c in (args.configs or default_configs())]
+    for config in configs:  # an SSD head for every --heads value other than config
+        for head in args.heads:
+            load_model_config(config, head)
     modes = MODES if args.mode == 'both' else (args.mode, )
     if argv is None:
         from backbone_speed import rerun_with_allocator
@@ -529,14 +654,14 @@ def main(argv=None):
         from iresnet_mmdet.engine.compile import compile_failure
         reason = compile_failure(args.device)
         if reason:
-            raise cli.ToolError(f'variant compile: torch.compile does not work on {args.device} '
-                                f'({reason}); drop it from --variants')
+            raise ToolError(f'variant compile: torch.compile does not work on {args.device} '
+                            f'({reason}); drop it from --variants')
     if any('onnxruntime' in variant_parts(v) for v in variants):
         missing = [name for name in ('onnx', 'onnxruntime', 'onnxscript')
                    if importlib.util.find_spec(name) is None]
         if missing:
-            raise cli.ToolError(f"variant onnxruntime needs {', '.join(missing)}: pip install "
-                                '.[deploy] (or drop it from --variants)')
+            raise ToolError(f"variant onnxruntime needs {', '.join(missing)}: pip install "
+                            '.[deploy] (or drop it from --variants)')
     from iresnet_mmdet.analysis.complexity import model_complexity
     gflops = {c: model_complexity(load_model_config(c), (3, args.size, args.size),
                                   'paper')['gflops'] for c in configs}
@@ -548,21 +673,21 @@ def main(argv=None):
         with tempfile.TemporaryDirectory(prefix='detector_speed_') as workdir:
             entries = make_entries(configs, variants, modes, args, workdir)
         if not entries:
-            raise cli.ToolError('nothing to time: every (config, variant, mode) was left out (see '
-                                'the notes above)')
+            raise ToolError('nothing to time: every (config, variant, mode) was left out (see '
+                            'the notes above)')
         measure(entries, args.warmup, args.repeats)
     except FuseConvBNError as exc:
-        raise cli.ToolError(f'variant fuse-conv-bn: {exc}') from None
+        raise ToolError(f'variant fuse-conv-bn: {exc}') from None
     except ValueError as exc:
         if 'Expected more than 1 value per channel' not in str(exc):
             raise
-        raise cli.ToolError(f'--batch {args.batch} cannot train: a BatchNorm sees a single value '
-                            'per channel (e.g. at the 1x1 end of SSD\'s extra layers); use '
-                            '--batch 2 or more for --mode train') from None
+        raise ToolError(f'--batch {args.batch} cannot train: a BatchNorm sees a single value '
+                        'per channel (e.g. at the 1x1 end of SSD\'s extra layers); use '
+                        '--batch 2 or more for --mode train') from None
     except torch._dynamo.exc.TorchDynamoException as exc:
         first = ' '.join(str(exc).split())[:300]
-        raise cli.ToolError(f'torch.compile failed ({type(exc).__name__}: {first}); drop '
-                            'compile from --variants') from None
+        raise ToolError(f'torch.compile failed ({type(exc).__name__}: {first}); drop '
+                        'compile from --variants') from None
     train_rel_diffs(entries)
     rows = records(entries, gflops, args, allocator)
     print_tables(rows)
@@ -581,4 +706,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    cli.run_main(main)
+    run_main(main)

@@ -5,6 +5,7 @@ the printed ratios (re-derived here from the records), the variants' agreement w
 model, and one ``error:`` line with exit status 2 and no JSON file for bad input. The detectors are
 the demo config cut to base width 8 and 16, so that each run takes seconds.
 """
+import importlib.util
 import json
 import os.path as osp
 import pickle
@@ -21,7 +22,8 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 BENCH = osp.join(ROOT, 'benchmarks', 'detector_speed.py')
 TEST = osp.join(ROOT, 'tools', 'test.py')
 DEMO_CONFIG = osp.join(ROOT, 'configs', 'demo', 'ssd300_iresnet18_synthetic.py')
-REQUIRED = ('config', 'mode', 'variant', 'device', 'batch', 'threads', 'img_per_s', 'gflops')
+REQUIRED = ('config', 'mode', 'variant', 'step', 'head', 'device', 'batch', 'threads',
+            'img_per_s', 'gflops')
 
 NARROW = """
 _base_ = {demo!r}
@@ -64,9 +66,11 @@ def benchmark(configs):
 
 def test_profile(benchmark):
     _, stdout = benchmark
-    # one profile per PyTorch entry (2 configs x 3), 3 ops each, after the timed rounds
-    heads = re.findall(r'^profile: (\S+) (infer|train) (\S+), one step of \d+ ms', stdout, re.M)
-    assert len(heads) == 6 and ('ssd300_narrow16', 'train', 'eager') in heads
+    # one profile per PyTorch entry (2 configs x 2 steps x (2 infer + 1 train)), 3 ops each,
+    # after the timed rounds
+    heads = re.findall(r'^profile: (\S+) (infer|train) (\S+) \((full|network) step\), one step '
+                       r'of \d+ ms', stdout, re.M)
+    assert len(heads) == 12 and ('ssd300_narrow16', 'train', 'eager', 'network') in heads
     assert len(re.findall(r'^profile: \S+ onnxruntime: not profiled', stdout, re.M)) == 2
     last = stdout.split('profile: ')[-1].split('records written')[0]
     rows = [line for line in last.splitlines() if line.startswith('| ')]
@@ -78,11 +82,16 @@ def test_records(configs, benchmark):
     from iresnet_mmdet.analysis.complexity import model_complexity
     _, paths = configs
     rows, _ = benchmark
-    # fuse-conv-bn and onnxruntime are for inference only: 2 configs x (3 infer + 1 train)
-    assert sorted((r['name'], r['mode'], r['variant']) for r in rows) == sorted(
-        (f'ssd300_narrow{w}', mode, variant) for w in (8, 16)
-        for mode, variant in (('infer', 'eager'), ('infer', 'fuse-conv-bn'),
-                              ('infer', 'onnxruntime'), ('train', 'eager')))
+    # fuse-conv-bn and onnxruntime are for inference only, onnxruntime for the full step only:
+    # 2 configs x (3 infer + 1 train full steps, 2 infer + 1 train network-only steps)
+    assert sorted((r['name'], r['mode'], r['variant'], r['step']) for r in rows) == sorted(
+        (f'ssd300_narrow{w}', mode, variant, step) for w in (8, 16)
+        for mode, variant, step in (
+            ('infer', 'eager', 'full'), ('infer', 'fuse-conv-bn', 'full'),
+            ('infer', 'onnxruntime', 'full'), ('train', 'eager', 'full'),
+            ('infer', 'eager', 'network'), ('infer', 'fuse-conv-bn', 'network'),
+            ('train', 'eager', 'network')))
+    assert {r['head'] for r in rows} == {'config'}
     for r in rows:
         assert set(REQUIRED) <= set(r), r
         assert r['device'] == 'cpu' and r['batch'] == 2 and r['threads'] == 1
@@ -100,6 +109,7 @@ def test_records(configs, benchmark):
 
 def test_printed_ratios(benchmark):
     rows, stdout = benchmark
+    rows = [r for r in rows if r['step'] == 'full']  # the main tables
     table = {}
     for line in stdout.splitlines():
         cells = [c.strip() for c in line.strip('|').split('|')]
@@ -124,6 +134,47 @@ def test_printed_ratios(benchmark):
     assert float(speed) == pytest.approx(fused['img_per_s'] / eager['img_per_s'], abs=0.006)
 
 
+def test_printed_overhead(benchmark):
+    """The full step beside the network-only step: img/s of both and their ratio, per (config,
+    mode, variant) timed both ways."""
+    rows, stdout = benchmark
+    table = stdout.split('full step / network-only step (')[1].split('\n\n')[0]
+    cells = [[c.strip() for c in line.strip('|').split('|')] for line in table.splitlines()
+             if line.startswith('| ssd300_narrow')]
+    assert len(cells) == 2 * 3  # infer eager, infer fuse-conv-bn, train eager per config
+    records = {(r['name'], r['mode'], r['variant'], r['step']): r for r in rows}
+    for name, mode, variant, network_ips, full_ips, ratio in cells:
+        network = records[(name, mode, variant, 'network')]
+        full = records[(name, mode, variant, 'full')]
+        assert float(network_ips) == pytest.approx(network['img_per_s'], abs=0.006)
+        assert float(full_ips) == pytest.approx(full['img_per_s'], abs=0.006)
+        assert float(ratio) == pytest.approx(full['img_per_s'] / network['img_per_s'], abs=0.006)
+    # the network-only inference step skips the post-processing: it is faster
+    assert all(float(c[5]) < 1 for c in cells if c[1] == 'infer')
+
+
+def test_heads_in_one_run(configs, tmp_path):
+    """--heads fixed,batched: the same detector with mmdet's per-image head code and with the
+    batched head in one run (their equality: tests/test_batched_ssd_head.py)."""
+    out = tmp_path / 'speed.json'
+    result = run(BENCH, configs[1][0], '--heads', 'fixed,batched', '--steps', 'full', '--batch',
+                 '2', '--threads', '1', '--warmup', '0', '--repeats', '1', '--json', out)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rows = json.loads(out.read_text())
+    assert sorted((r['head'], r['mode'], r['step']) for r in rows) == [
+        ('batched', 'infer', 'full'), ('fixed', 'infer', 'full')]
+    for head in ('fixed', 'batched'):
+        assert f'| ssd300_narrow8 ({head} head) | eager |' in result.stdout
+    assert 'full step / network-only step' not in result.stdout  # --steps full
+    spec = importlib.util.spec_from_file_location('detector_speed', BENCH)
+    speed = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(speed)
+    for head, head_type in (('fixed', 'FixedSSDHead'), ('batched', 'BatchedSSDHead'),
+                            ('config', 'BatchedSSDHead')):
+        cfg = speed.load_model_config(str(configs[1][0]), head)
+        assert cfg.model.bbox_head.type == head_type
+
+
 @pytest.mark.parametrize('args, fragments', [
     (['configs/ssd300/no_such_config.py'], ['no_such_config.py', 'no such file']),
     (['mmdet::ssd/ssd301_coco.py'], ['ssd301_coco.py', 'no such config in mmdet']),
@@ -132,6 +183,10 @@ def test_printed_ratios(benchmark):
     (['--variants', 'compile+onnxruntime'], ["variant 'compile+onnxruntime'",
                                              'combines with fuse-conv-bn only']),
     (['--batch', '1', '--mode', 'train'], ['--batch 1 cannot train', '--batch 2 or more']),
+    (['--steps', 'full,all'], ["--steps 'full,all'", 'full, network']),
+    (['--heads', 'batch'], ["--heads 'batch'", 'config, fixed, batched']),
+    (['mmdet::retinanet/retinanet_r50_fpn_1x_coco.py', '--heads', 'fixed'],
+     ['--heads fixed', 'retinanet_r50_fpn_1x_coco has no SSD head', '--heads config']),
 ])
 def test_bad_input(configs, tmp_path, args, fragments):
     if not any(a.endswith('.py') for a in args):
