@@ -63,6 +63,51 @@ class DieAfterFirstEpoch(Hook):
 """
 
 
+# Per-rank gradients of the first training step, for the two-process test: each rank's gradient of
+# its own batch, computed on a copy of the model without DDP (before the step), and the gradient
+# the optimizer sees after DDP's backward (which should be the ranks' average).
+GRAD_HOOK = """
+import copy
+import os
+import torch
+from mmengine.dist import get_rank
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+from mmdet.registry import HOOKS
+
+OUT = os.environ['GRAD_DIR']
+
+
+def bare(model):
+    return model.module if is_model_wrapper(model) else model
+
+
+@HOOKS.register_module()
+class RecordFirstGradients(Hook):
+
+    def before_train(self, runner):
+        names = {id(p): n for n, p in bare(runner.model).named_parameters()}
+
+        def record(optimizer, args, kwargs):
+            if runner.iter == 0:
+                grads = {names[id(p)]: p.grad.detach().clone() for group in optimizer.param_groups
+                         for p in group['params'] if p.grad is not None}
+                torch.save(grads, os.path.join(OUT, f'reduced_{get_rank()}.pt'))
+
+        runner.optim_wrapper.optimizer.register_step_pre_hook(record)
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        if runner.iter != 0:
+            return
+        local = copy.deepcopy(bare(runner.model))
+        loss, _ = local.parse_losses(local(**local.data_preprocessor(data_batch, True),
+                                           mode='loss'))
+        loss.backward()
+        grads = {n: p.grad for n, p in local.named_parameters() if p.grad is not None}
+        torch.save(grads, os.path.join(OUT, f'local_{get_rank()}.pt'))
+"""
+
+
 def run(args, **extra_env):
     return subprocess.run(args, capture_output=True, text=True, timeout=TIMEOUT, cwd=ROOT,
                           env=tool_env(**extra_env))
@@ -79,12 +124,32 @@ def free_port():
         return s.getsockname()[1]
 
 
-def dist(tool, *args, processes=2):
+def dist(tool, *args, processes=2, **extra_env):
     """``tools/dist_train.sh CONFIG N ...`` or ``tools/dist_test.sh CONFIG CKPT N ...`` (torchrun)."""
     positional = 1 if tool == 'train' else 2
     args = [*args[:positional], str(processes), *args[positional:]]
     return run(['bash', osp.join(ROOT, 'tools', f'dist_{tool}.sh'), *args],
-               PORT=str(free_port()), PYTHON=sys.executable)
+               PORT=str(free_port()), PYTHON=sys.executable, **extra_env)
+
+
+def derived_config(tmp_path, base, name, *lines, modules=()):
+    """A config file ``name`` in tmp_path: ``_base_ = base`` plus the given lines; ``modules``
+    (test hook modules in tmp_path) are imported by the run."""
+    imports = ['iresnet_mmdet', *modules]
+    path = tmp_path / name
+    path.write_text('\n'.join([f'_base_ = {str(base)!r}',
+                               f'custom_imports = dict(imports={imports!r}, '
+                               'allow_failed_imports=False)', *lines]) + '\n')
+    return str(path)
+
+
+def assert_same_weights(first, second):
+    """Two checkpoints hold bit-identical weights."""
+    a, b = torch.load(first)['state_dict'], torch.load(second)['state_dict']
+    assert a.keys() == b.keys()
+    differ = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not differ, (len(differ), differ[:3],
+                        max((a[k].double() - b[k].double()).abs().max().item() for k in differ))
 
 
 def read_metrics(path):
@@ -146,11 +211,92 @@ def test_train_single_process_then_test(setup):
     assert pkl.is_file() and pkl.stat().st_size > 0
 
 
-def test_two_cpu_processes_train_and_test(setup):
+def detect(model, image_dir, images, categories):
+    """COCO results of ``model`` (mmdet's inference_detector, one image at a time)."""
+    from mmdet.apis import inference_detector
+    results = []
+    for image in images:
+        pred = inference_detector(model, str(image_dir / image['file_name'])).pred_instances
+        for box, score, label in zip(pred.bboxes.tolist(), pred.scores.tolist(),
+                                     pred.labels.tolist()):
+            results.append(dict(image_id=image['id'], category_id=categories[label], score=score,
+                                bbox=[box[0], box[1], box[2] - box[0], box[3] - box[1]]))
+    return results
+
+
+def moved_top_detections(val, results, per_image=3):
+    """Ground truth made of each image's best detections, moved by 4-12% of their size: a
+    checkpoint's AP against it is well inside (0, 1), other weights' far lower."""
+    annotations = []
+    for image in val['images']:
+        mine = sorted((r for r in results if r['image_id'] == image['id']),
+                      key=lambda r: -r['score'])[:per_image]
+        for i, r in enumerate(mine):
+            x, y, w, h = r['bbox']
+            box = [x + 0.04 * (i + 1) * w, y + 0.04 * h, w, h]
+            annotations.append(dict(id=len(annotations) + 1, image_id=image['id'], bbox=box,
+                                    category_id=r['category_id'], area=w * h, iscrowd=0))
+    return dict(val, annotations=annotations)
+
+
+def coco_ap(gt_file, results):
+    """pycocotools' AP (IoU 0.50:0.95) of COCO results."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+    gt = COCO(str(gt_file))
+    evaluation = COCOeval(gt, gt.loadRes(results), 'bbox')
+    evaluation.evaluate()
+    evaluation.accumulate()
+    evaluation.summarize()
+    return evaluation.stats[0]
+
+
+def test_test_tool_evaluates_the_given_checkpoint(setup, tmp_path):
+    from mmdet.apis import init_detector
+    ckpt = str(setup['work_dir'] / 'epoch_2.pth')
+    options = {'model.test_cfg.score_thr': 0.0}
+    val = read_metrics(setup['data'] / 'annotations' / 'instances_val.json')
+    classes = ('circle', 'square', 'triangle', 'cross', 'ring')  # the demo data's, in order
+    categories = [next(c['id'] for c in val['categories'] if c['name'] == name)
+                  for name in classes]
+    images = setup['data'] / 'val'
+    model = init_detector(setup['configs']['tiny'], ckpt, device='cpu', cfg_options=options)
+    results = detect(model, images, val['images'], categories)
+    gt_file = tmp_path / 'moved_top_detections.json'
+    gt_file.write_text(json.dumps(moved_top_detections(val, results)))
+    reference = coco_ap(gt_file, results)
+    torch.manual_seed(1)
+    untrained = init_detector(setup['configs']['tiny'], None, device='cpu', cfg_options=options)
+    assert 0.2 < reference < 0.95
+    assert coco_ap(gt_file, detect(untrained, images, val['images'], categories)) < reference - 0.1
+
+    out = tmp_path / 'metrics.json'
+    check(run([sys.executable, TEST, setup['configs']['tiny'], ckpt, '--work-dir',
+               str(tmp_path / 'w'), '--metrics-out', str(out), '--cfg-options',
+               f'test_dataloader.dataset.ann_file={gt_file}', f'test_evaluator.ann_file={gt_file}',
+               'model.test_cfg.score_thr=0.0']))
+    assert read_metrics(out)['coco/bbox_mAP'] == pytest.approx(reference, abs=1e-6)
+
+
+def test_two_cpu_processes_train_and_test(setup, tmp_path):
     work_dir = setup['base'] / 'work_ddp'
-    result = dist('train', setup['configs']['tiny'], '--work-dir', str(work_dir),
-                      '--cfg-options', 'train_cfg.max_epochs=1')
+    (tmp_path / 'grad_hook.py').write_text(GRAD_HOOK)
+    config = derived_config(tmp_path, setup['configs']['tiny'], 'grads.py',
+                            "custom_hooks = _base_.custom_hooks + [dict(type='RecordFirstGradients')]",
+                            modules=['grad_hook'])
+    result = dist('train', config, '--work-dir', str(work_dir), '--cfg-options',
+                  'train_cfg.max_epochs=1', PYTHONPATH=str(tmp_path), GRAD_DIR=str(tmp_path))
     check(result)
+    # DDP averages the gradients: after backward both ranks hold the mean of the gradients of
+    # their own batches (each computed on a copy of the model in a single process)
+    local = [torch.load(tmp_path / f'local_{rank}.pt') for rank in (0, 1)]
+    reduced = [torch.load(tmp_path / f'reduced_{rank}.pt') for rank in (0, 1)]
+    assert local[0].keys() == reduced[0].keys() == reduced[1].keys() and len(local[0]) > 50
+    assert any(not torch.allclose(local[0][k], local[1][k]) for k in local[0])  # other batches
+    for key, grad in reduced[0].items():
+        assert torch.equal(grad, reduced[1][key]), key
+        torch.testing.assert_close(grad, (local[0][key] + local[1][key]) / 2, rtol=1e-4,
+                                   atol=1e-6, msg=key)
     log = run_log(work_dir)
     assert 'Distributed training: True' in log
     # 16 images, 4 per process and step, 2 processes: 2 steps per epoch (1 process: 4)
@@ -168,30 +314,46 @@ def test_two_cpu_processes_train_and_test(setup):
     assert read_metrics(one) == read_metrics(two)
 
 
-def test_resume_continues_from_first_checkpoint(setup, tmp_path):
+def train_killed_then_resumed(tmp_path, config, name):
+    """Train ``config`` until it dies right after epoch 1's checkpoint, then ``--resume`` it in
+    the same work dir; returns the work dir and the resumed run's log and stdout."""
     (tmp_path / 'die_hook.py').write_text(STOP_HOOK)
-    config = tmp_path / 'dies.py'
-    config.write_text(f"_base_ = {setup['configs']['tiny']!r}\n"
-                      "custom_imports = dict(imports=['iresnet_mmdet', 'die_hook'], "
-                      'allow_failed_imports=False)\n'
-                      "custom_hooks = [dict(type='DieAfterFirstEpoch')]\n")
-    work_dir = tmp_path / 'work'
-    first = run([sys.executable, TRAIN, str(config), '--work-dir', str(work_dir)],
+    dies = derived_config(tmp_path, config, f'{name}_dies.py',
+                          "custom_hooks = _base_.custom_hooks + [dict(type='DieAfterFirstEpoch')]",
+                          modules=['die_hook'])
+    work_dir = tmp_path / f'work_{name}'
+    first = run([sys.executable, TRAIN, dies, '--work-dir', str(work_dir)],
                 PYTHONPATH=str(tmp_path))
     assert first.returncode == 17, first.stderr[-2000:]
     assert (work_dir / 'epoch_1.pth').is_file() and not (work_dir / 'epoch_2.pth').exists()
 
     # restart the same config without the crash, resuming from the work dir's latest checkpoint
-    second = check(run([sys.executable, TRAIN, setup['configs']['tiny'], '--work-dir',
-                        str(work_dir), '--resume']))
+    second = check(run([sys.executable, TRAIN, config, '--work-dir', str(work_dir), '--resume']))
     logs = sorted(d for d in os.listdir(work_dir) if osp.isdir(work_dir / d))
     with open(work_dir / logs[-1] / f'{logs[-1]}.log') as f:
-        resumed_log = f.read()
+        return work_dir, f.read(), second.stdout
+
+
+def test_resume_continues_bit_identically(setup, tmp_path):
+    work_dir, resumed_log, stdout = train_killed_then_resumed(
+        tmp_path, setup['configs']['tiny'], 'tiny')
     assert 'resumed epoch: 1, iter: 4' in resumed_log
     assert 'Epoch(train) [1]' not in resumed_log  # epoch 1 is not trained again
     assert 'Epoch(train) [2][4/4]' in resumed_log
     assert torch.load(work_dir / 'epoch_2.pth')['meta']['epoch'] == 2
-    assert 'epoch_2.pth' in second.stdout
+    assert 'epoch_2.pth' in stdout
+    # the same weights as the uninterrupted run of the setup (its random flips included)
+    assert_same_weights(work_dir / 'epoch_2.pth', setup['work_dir'] / 'epoch_2.pth')
+
+
+def test_resume_with_loader_workers_is_bit_identical(setup, tmp_path):
+    # persistent workers in the config: tools/train.py starts them once per epoch instead
+    config = derived_config(tmp_path, setup['configs']['tiny'], 'workers.py',
+                            'train_dataloader = dict(num_workers=2, persistent_workers=True)')
+    uninterrupted = tmp_path / 'work_full'
+    check(run([sys.executable, TRAIN, config, '--work-dir', str(uninterrupted)]))
+    work_dir, _, _ = train_killed_then_resumed(tmp_path, config, 'workers')
+    assert_same_weights(work_dir / 'epoch_2.pth', uninterrupted / 'epoch_2.pth')
 
 
 def test_plot_curves(setup, tmp_path):
