@@ -3,6 +3,7 @@
 Everything runs on a tiny synthetic dataset (16 train / 8 val images) with a narrow iResNet-18 cut
 (base width 8) at SSD300's 300x300 input, so each run takes seconds on 2 CPU cores.
 """
+import importlib.util
 import json
 import os
 import os.path as osp
@@ -16,6 +17,7 @@ import torch
 
 import iresnet_mmdet  # noqa: F401  (allow-lists mmengine checkpoint classes for torch.load)
 
+from iresnet_mmdet.errors import ToolError
 from tool_runs import assert_one_line_error, tool_env
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -447,3 +449,93 @@ def test_error_cfg_options_that_cannot_merge(setup, tmp_path):
     result = run([sys.executable, TRAIN, setup['configs']['tiny'], '--work-dir',
                   str(tmp_path / 'w'), '--cfg-options', 'model.backbone.init_cfg.type=Pretrained'])
     assert_one_line_error(result, '--cfg-options cannot be merged', 'init_cfg')
+
+
+# ---- bad input caught before the run (in-process: each case costs no interpreter start) -------
+
+
+def tool_module(path):
+    spec = importlib.util.spec_from_file_location('tool_' + osp.basename(path)[:-3], path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def damaged_data(setup, tmp_path):
+    """A copy of the tiny data with one truncated and one empty training image."""
+    import shutil
+    data = tmp_path / 'data'
+    shutil.copytree(setup['data'], data)
+    images = sorted((data / 'train').iterdir())
+    content = images[3].read_bytes()
+    images[3].write_bytes(content[:len(content) // 2])
+    images[5].write_bytes(b'')
+    return data, images[3].name, images[5].name
+
+
+def backbone_checkpoint(setup, tmp_path, broken):
+    """The tiny model's backbone weights as a Pretrained file (``broken``: one weight missing)."""
+    state = torch.load(setup['work_dir'] / 'epoch_2.pth')['state_dict']
+    backbone = {k[len('backbone.'):]: v for k, v in state.items() if k.startswith('backbone.')}
+    if broken:
+        backbone.pop('layer1.0.conv1.weight')
+    path = tmp_path / ('broken.pth' if broken else 'backbone.pth')
+    torch.save({'state_dict': backbone}, path)
+    return path
+
+
+def pretrained_config(setup, tmp_path, checkpoint):
+    return derived_config(tmp_path, setup['configs']['tiny'], 'pretrained.py',
+                          "model = dict(backbone=dict(init_cfg=dict(_delete_=True, "
+                          f"type='Pretrained', checkpoint={str(checkpoint)!r})))")
+
+
+def test_train_check_catches_what_the_run_would_fail_on(setup, tmp_path):
+    train = tool_module(TRAIN)
+    tiny = setup['configs']['tiny']
+
+    def fails(argv, *fragments):
+        with pytest.raises(ToolError) as caught:
+            train.main([*argv, '--work-dir', str(tmp_path / 'w'), '--check'])
+        for fragment in fragments:
+            assert fragment in str(caught.value), str(caught.value)
+
+    (tmp_path / 'empty.py').write_text('')
+    fails([str(tmp_path / 'empty.py')], 'defines no model')
+    (tmp_path / 'binary.py').write_bytes(bytes(range(128, 256)) * 4)
+    fails([str(tmp_path / 'binary.py')], 'not UTF-8')
+    fails([tiny, '--cfg-options', 'train_cfg.max_epochs=abc'], 'train_cfg.max_epochs', 'integer')
+    fails([tiny, '--cfg-options', 'model.backbone.norm_eval=yes'], 'True or False')
+    (tmp_path / 'a_file').write_text('')
+    with pytest.raises(ToolError, match='is a file, so no folder can be made under it'):
+        train.main([tiny, '--work-dir', str(tmp_path / 'a_file' / 'run'), '--check'])
+    fails([pretrained_config(setup, tmp_path, tmp_path / 'missing.pth')], 'missing.pth',
+          'does not exist', 'docs/converter.md')
+    fails([pretrained_config(setup, tmp_path, backbone_checkpoint(setup, tmp_path, True))],
+          'broken.pth', 'does not fit the backbone', 'layer1.0.conv1.weight', 'docs/converter.md')
+    assert train.main([pretrained_config(setup, tmp_path,
+                                         backbone_checkpoint(setup, tmp_path, False)),
+                       '--work-dir', str(tmp_path / 'w'), '--check']) == 0
+    data, truncated, empty = damaged_data(setup, tmp_path)
+    fails([tiny, '--cfg-options', f'train_dataloader.dataset.data_root={data}/'],
+          '2 of the 16 images', f'{truncated}\' is a truncated JPEG', f'{empty}\' is empty')
+    assert not (tmp_path / 'w').exists()  # checks write nothing
+
+
+def test_test_tool_checks_its_outputs_before_the_work(setup, tmp_path):
+    test = tool_module(TEST)
+    ckpt = str(setup['work_dir'] / 'epoch_2.pth')
+    (tmp_path / 'a_file').write_text('')
+    for option, path, message in (('--out', tmp_path / 'a_file' / 'p.pkl', 'is a file, so no'),
+                                  ('--metrics-out', tmp_path, 'is a directory, not a file')):
+        with pytest.raises(ToolError, match=message):
+            test.main([setup['configs']['tiny'], ckpt, option, str(path), '--check'])
+
+
+def test_test_tool_default_work_dir_leaves_the_training_run_alone(setup, tmp_path):
+    test = tool_module(TEST)
+    cfg = test.load_config(setup['configs']['tiny'])
+    args = test.parse_args([setup['configs']['tiny'], 'x.pth'])
+    assert test.apply_args(cfg, args).work_dir == osp.join('./work_dirs', 'tiny', 'test')
+    cfg = test.load_config(setup['configs']['tiny'], {'work_dir': 'runs/a'})
+    assert test.apply_args(cfg, args).work_dir == osp.join('runs/a', 'test')
