@@ -48,18 +48,21 @@ import torch.nn as nn
 import iresnet_mmdet  # noqa: F401  (registers the backbones)
 from iresnet_mmdet.analysis.complexity import model_complexity
 from iresnet_mmdet.errors import ToolError, run_main
+from iresnet_mmdet.models import zoo
 from mmdet.registry import MODELS
 
 RESNET = 'ResNet-50 (mmdet)'
 RESNEXT = 'ResNeXt-50 32x4d (mmdet)'
+#: The paper's improved networks: its full design (stage layout and improved shortcut), ImageNet.
+IMPROVED = [f for f in zoo.FAMILIES if f.setting == 'imagenet' and
+            getattr(MODELS.get(f.backbone_type), 'default_shortcut', None) == 'pool']
 BACKBONES = {
     RESNET: dict(type='ResNet', depth=50),
     RESNEXT: dict(type='ResNeXt', depth=50, groups=32, base_width=4),
-    'iResNet-50': dict(type='iResNet', depth=50),
-    'iResGroup-50': dict(type='iResGroup', depth=50),
-    'iResGroupFix-50': dict(type='iResGroupFix', depth=50),
+    **{f.name(50): dict(type=f.backbone_type, depth=50) for f in IMPROVED},
 }
-GROUPED = ('iResGroup-50', 'iResGroupFix-50')
+GROUPED = tuple(f.name(50) for f in IMPROVED
+                if MODELS.get(f.backbone_type).arch_settings[50][0] == 'group')
 TARGET = 1.05
 #: glibc: keep freed blocks up to 32 MiB (the largest mmap threshold) on the heap, never trim it.
 MALLOC_TUNABLES = 'glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=17179869184'

@@ -29,19 +29,12 @@ import torch
 
 from .checkpoint import Mismatch, compare_state, load_checkpoint, save_checkpoint
 from .errors import ToolError
-from .models.classifier import ARCH_FAMILIES, build_classifier, parse_arch
+from .models import zoo
+from .models.classifier import build_classifier, parse_arch
 from .version import __version__
 
 #: The architectures the authors released ImageNet weights for (github.com/iduta/iresnet README).
-RELEASED_ARCHS = (
-    'resnet50', 'resnet101', 'resnet152', 'resnet200',
-    'iresnet50', 'iresnet101', 'iresnet152', 'iresnet200', 'iresnet302', 'iresnet404',
-    'resstage50', 'resstage101', 'resstage152', 'resstage200',
-    'resgroup50', 'resgroup101', 'resgroup152',
-    'resgroupfix50', 'resgroupfix101', 'resgroupfix152',
-    'iresgroup50', 'iresgroup101', 'iresgroup152',
-    'iresgroupfix50', 'iresgroupfix101', 'iresgroupfix152',
-)
+RELEASED_ARCHS = zoo.released_archs()
 FC_PREFIX = 'fc.'
 MODULE_PREFIX = 'module.'
 BN_COUNTER = 'num_batches_tracked'
@@ -76,11 +69,9 @@ def backbone_config(arch: str) -> dict:
 
 def candidate_archs() -> List[str]:
     """Every architecture that inference considers: each family at each depth it supports."""
-    from mmdet.registry import MODELS
     archs = list(RELEASED_ARCHS)
-    for family, backbone_type in ARCH_FAMILIES.items():
-        depths = MODELS.get(backbone_type).arch_settings
-        archs += [f'{family}{depth}' for depth in sorted(depths)]
+    for family in zoo.FAMILIES:
+        archs += [family.arch(depth) for depth in family.depths]
     return list(dict.fromkeys(archs))
 
 

@@ -28,12 +28,11 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
+from .coco_figures import FIGURE_NAMES
+
 CITATION = ('Duta, Liu, Zhu, Shao, "Improved Residual Networks for Image and Video Recognition", '
             'ICPR 2020, arXiv:2004.04989')
 
-#: The twelve COCO figures of the detection table, in the paper's column order.
-COCO_FIGURES = ('AP', 'AP50', 'AP75', 'APs', 'APm', 'APl', 'AR1', 'AR10', 'AR100', 'ARs', 'ARm',
-                'ARl')
 
 
 class Figure(float):
@@ -263,7 +262,7 @@ class Detection:
     """One row of the SSD300 table.
 
     Attributes:
-        figures (OrderedDict): :data:`COCO_FIGURES` -> Figure, in percent.
+        figures (OrderedDict): :data:`FIGURE_NAMES` -> Figure, in percent.
         params (Figure): Parameters (M).
         gflops (Figure): GFLOPs (paper counter) at 300x300.
     """
@@ -276,7 +275,7 @@ def _detection(rows: Dict[str, str]) -> 'OrderedDict[str, Detection]':
     out = OrderedDict()
     for name, row in rows.items():
         *figures, params, gflops = _numbers(row)
-        out[name] = Detection(OrderedDict(zip(COCO_FIGURES, figures)), params, gflops)
+        out[name] = Detection(OrderedDict(zip(FIGURE_NAMES, figures)), params, gflops)
     return out
 
 

@@ -12,15 +12,18 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 import iresnet_mmdet  # noqa: F401
 from backbone_checks import assert_checkpointing_works
-from iresnet_mmdet.models import build_classifier
+from iresnet_mmdet.models import build_classifier, zoo
 from iresnet_mmdet.models.backbones import ResidualNetwork
 from mmdet.registry import MODELS
 
 # The authors' layouts: every key and shape of their released models (data/official_keys/README.md).
 KEYS_DIR = Path(__file__).resolve().parent / 'data' / 'official_keys'
 
-VARIANTS = ['PreActResNet', 'ResStage', 'iResNet', 'ResGroup', 'ResGroupFix', 'iResGroup',
-            'iResGroupFix']
+# Our ImageNet-setting presets (mmdet's own ResNet aside).
+VARIANTS = [f.backbone_type for f in zoo.FAMILIES
+            if f.setting == 'imagenet' and issubclass(MODELS.get(f.backbone_type), ResidualNetwork)]
+# Every family of the catalogue that builds here (mmdet's ResNet aside), at its smallest depth.
+OUR_FAMILIES = [f for f in zoo.FAMILIES if issubclass(MODELS.get(f.backbone_type), ResidualNetwork)]
 
 
 def read_official_keys(arch):
@@ -37,10 +40,9 @@ def state_shapes(module):
     return {k: tuple(v.shape) for k, v in module.state_dict().items()}
 
 
-@pytest.mark.parametrize('arch', [
-    'resnet50', 'resstage50', 'iresnet18', 'iresnet50', 'iresnet101', 'resgroup50',
-    'resgroupfix50', 'iresgroup50', 'iresgroupfix50'
-])
+# Each family with released weights at its first released depth, and two more iResNet depths.
+@pytest.mark.parametrize('arch', [f.arch(f.released[0]) for f in zoo.FAMILIES if f.released]
+                         + ['iresnet18', 'iresnet101'])
 def test_state_dict_equals_official_keys(arch):
     model = build_classifier(arch)
     assert state_shapes(model) == dict(read_official_keys(arch))
@@ -49,11 +51,8 @@ def test_state_dict_equals_official_keys(arch):
     # An official checkpoint loads with strict=True; the backbone has the same keys without fc.
     model.load_state_dict(
         {k: torch.zeros(s) for k, s in read_official_keys(arch)}, strict=True)
-    family, depth = re.fullmatch(r'([a-z]+)(\d+)', arch).groups()
-    backbone_type = {'resnet': 'ResNet', 'resstage': 'ResStage', 'iresnet': 'iResNet',
-                     'resgroup': 'ResGroup', 'resgroupfix': 'ResGroupFix',
-                     'iresgroup': 'iResGroup', 'iresgroupfix': 'iResGroupFix'}[family]
-    backbone = MODELS.build(dict(type=backbone_type, depth=int(depth)))
+    family, depth = zoo.parse_arch(arch)
+    backbone = MODELS.build(dict(type=family.backbone_type, depth=depth))
     assert state_shapes(backbone) == {
         k: s for k, s in read_official_keys(arch) if not k.startswith('fc.')}
 
@@ -316,11 +315,58 @@ def test_every_variant_and_depth_builds_with_documented_shapes(variant, depth):
     model = MODELS.build(dict(type=variant, depth=depth, base_channels=base)).eval()
     expected = _expected_channels(variant, depth, base)
     assert model.out_channels == expected
+    plan = MODELS.get(variant).plan(depth=depth, base_channels=base)
+    assert plan.stage_out_channels() == expected
     with torch.no_grad():
         outs = model(torch.randn(1, 3, 64, 64))
     assert isinstance(outs, tuple)
     assert [tuple(o.shape) for o in outs] == [
         (1, c, 64 // s, 64 // s) for c, s in zip(expected, (4, 8, 16, 32))]
+
+
+@pytest.mark.parametrize('family, depth',
+                         [(f, d) for f in OUR_FAMILIES for d in f.smallest_depths()],
+                         ids=lambda v: getattr(v, 'backbone_type', str(v)))
+def test_planned_channels_and_settings_equal_the_built_network(family, depth):
+    cls = MODELS.get(family.backbone_type)
+    num_stages = len(cls.arch_settings[depth][1]) - 1  # a cut network, as SSD's
+    args = dict(depth=depth, base_channels=16, num_stages=num_stages)
+    with torch.device('meta'):
+        built = cls(**args)
+    plan = cls.plan(**args)
+    assert plan.stage_out_channels() == built.out_channels
+    for name in ('layout', 'shortcut', 'block', 'stem_pool', 'strides', 'groups', 'out_indices'):
+        assert getattr(plan, name) == getattr(built, name), name
+    assert not list(plan.children()) and not list(plan.parameters())  # nothing was built
+    with pytest.raises(TypeError, match='unexpected keyword'):
+        cls.plan(depth=depth, no_such_argument=1)
+
+
+def test_plan_of_a_subclass_with_its_own_constructor_builds_it():
+    iresnet = MODELS.get('iResNet')
+
+    class WithExtra(iresnet):
+        def __init__(self, extra=0, **kwargs):
+            super().__init__(**kwargs)
+            self.extra = extra
+
+    plan = WithExtra.plan(depth=18, base_channels=8, extra=2)
+    assert plan.extra == 2 and plan.stage_out_channels() == plan.out_channels == (8, 16, 32, 64)
+
+
+def test_catalogue_names_and_files():
+    assert len({f.backbone_type for f in zoo.FAMILIES}) == len(zoo.FAMILIES)
+    for family in zoo.FAMILIES:
+        assert MODELS.get(family.backbone_type) is not None, family
+        for depth in family.depths:
+            assert zoo.parse_arch(family.arch(depth)) == (family, depth)
+        assert set(family.released) <= set(family.depths) | {200}  # mmdet's ResNet stops at 152
+        for depth in family.released:
+            assert (KEYS_DIR / f'{family.arch(depth)}_keys.txt').is_file()
+    root = KEYS_DIR.parents[2]
+    assert all((root / c).is_file() for c in zoo.ssd300_paper_configs())
+    assert zoo.paper_name('iResNetCifar', 164) == 'iResNet-164'
+    assert zoo.arch_of_paper_name('ResNet-164', 'cifar') == 'cifar_resnet164'
 
 
 @pytest.mark.parametrize('variant', ['iResNet', 'iResGroup', 'ResStage'])

@@ -13,7 +13,7 @@ import torch.nn as nn
 import iresnet_mmdet  # noqa: F401
 from iresnet_mmdet import paper
 from backbone_checks import assert_checkpointing_works
-from iresnet_mmdet.analysis.complexity import count_ops
+from iresnet_mmdet.analysis.counting import count_ops
 from iresnet_mmdet.models import build_classifier
 from iresnet_mmdet.models.classifier import parse_arch
 from mmdet.registry import MODELS

@@ -107,7 +107,7 @@ def tiny(tmp_path_factory):
 
 
 def build_tiny(config):
-    from iresnet_mmdet.analysis.complexity import build_from_config
+    from iresnet_mmdet.analysis.building import build_from_config
     torch.manual_seed(0)
     model = build_from_config(str(config))
     # random BN statistics: a fresh BN is nearly the identity in eval mode

@@ -10,7 +10,7 @@ import iresnet_mmdet  # noqa: F401
 import mmdet
 from iresnet_mmdet import paper
 from iresnet_mmdet.analysis import complexity_rows, count_ops, markdown_table, model_complexity
-from iresnet_mmdet.analysis.complexity import detector_table
+from iresnet_mmdet.analysis.report import detector_table
 from iresnet_mmdet.errors import ToolError
 from mmdet.registry import MODELS
 
@@ -151,7 +151,7 @@ def test_repeated_calls_macs_add_paper_keeps_last():
 def test_macs_equal_mmengine_flop_analyzer():
     """The 'macs' convention is mmengine's conv + linear count, on a detector with our backbone."""
     from mmengine.analysis import FlopAnalyzer
-    from iresnet_mmdet.analysis.complexity import build_from_config
+    from iresnet_mmdet.analysis.building import build_from_config
     model = build_from_config(str(CONFIGS / 'ssd300_iresnet50_8xb32-65e_coco.py')).eval()
     x = torch.rand(1, 3, 300, 300)
     analyzer = FlopAnalyzer(model, (x, ))
@@ -278,7 +278,8 @@ def test_two_stage_macs_equal_flop_analyzer_in_tensor_mode():
     heads) under mmengine's FlopAnalyzer, as mmdet's get_flops.py runs it: our count with the same
     number of proposals gives the same conv + linear MACs."""
     from mmengine.analysis import FlopAnalyzer
-    from iresnet_mmdet.analysis.complexity import _fake_sample, build_from_config
+    from iresnet_mmdet.analysis.building import build_from_config
+    from iresnet_mmdet.models.tensor_forward import image_sample
     torch.manual_seed(0)
     model = build_from_config(small_two_stage('mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py', 12)).eval()
     x = torch.rand(1, 3, 160, 224)
@@ -294,7 +295,7 @@ def test_two_stage_macs_equal_flop_analyzer_in_tensor_mode():
             self.detector = model
 
         def forward(self, x):
-            return self.detector(x, [_fake_sample(x)], mode='tensor')
+            return self.detector(x, [image_sample(x)], mode='tensor')
 
     analyzer = FlopAnalyzer(TensorMode(), (x, ))
     analyzer.unsupported_ops_warnings(False)
@@ -309,7 +310,7 @@ def test_two_stage_macs_equal_flop_analyzer_in_tensor_mode():
 
 def test_two_stage_meta_count_equals_cpu_count():
     """On the meta device RoI extractors only give their output shape: the same totals."""
-    from iresnet_mmdet.analysis.complexity import build_from_config
+    from iresnet_mmdet.analysis.building import build_from_config
     cfg = small_two_stage('mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py', 7)
     cpu = build_from_config(cfg)
     with torch.device('meta'):
@@ -351,8 +352,8 @@ def test_deformable_conv_counts_as_its_conv_plus_offsets(modulated):
 
 
 def _shape_only(model):
-    from iresnet_mmdet.analysis.complexity import _shape_only_compiled_ops
-    return _shape_only_compiled_ops(model)
+    from iresnet_mmdet.analysis.building import shape_only_compiled_ops
+    return shape_only_compiled_ops(model)
 
 
 def test_fpn_detectors_default_to_mmdet_get_flops_input():

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from iresnet_mmdet.evaluation import detection_table as dt
-from iresnet_mmdet.evaluation.coco_eval import FIGURE_NAMES, CocoFormatError
+from iresnet_mmdet.coco_figures import FIGURE_NAMES
+from iresnet_mmdet.evaluation.coco_eval import CocoFormatError
 from iresnet_mmdet.evaluation.synthetic import make_small_case
 from iresnet_mmdet.paper import Figure
 

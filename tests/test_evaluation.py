@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from iresnet_mmdet.evaluation import coco_eval
-from iresnet_mmdet.evaluation.coco_eval import (FIGURE_NAMES, CocoFormatError, evaluate_bbox,
-                                                load_gt)
+from iresnet_mmdet.coco_figures import FIGURE_NAMES
+from iresnet_mmdet.evaluation.coco_eval import CocoFormatError, evaluate_bbox, load_gt
 from iresnet_mmdet.evaluation.synthetic import make_small_case
 
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 import iresnet_mmdet  # noqa: F401  (registers CocoTableMetric)
-from iresnet_mmdet.evaluation.coco_eval import FIGURE_NAMES, CocoFormatError
+from iresnet_mmdet.coco_figures import FIGURE_NAMES
+from iresnet_mmdet.evaluation.coco_eval import CocoFormatError
 from iresnet_mmdet.evaluation.synthetic import make_small_case
 from mmdet.registry import METRICS
 

@@ -138,7 +138,7 @@ def test_resize(cfg):
 def default_input_shape(cfg, model):
     """The network input ``(H, W)`` of the test pipeline, padded as the data preprocessor pads."""
     (width, height), _ = test_resize(cfg)
-    divisor = int(getattr(model.data_preprocessor, 'pad_size_divisor', 1) or 1)
+    divisor = Preprocess.of(model).pad_size_divisor
     return tuple(-(-size // divisor) * divisor for size in (height, width))
 
 
@@ -173,11 +173,7 @@ def category_ids(cfg, names):
 
 def build_graph(model, input_shape, raw=False):
     """The module to export: :class:`DetectorGraph`, or :class:`RawDetectorGraph` for ``raw``."""
-    preprocessor = model.data_preprocessor
-    channels = len(preprocessor.mean.view(-1))
-    mean = preprocessor.mean.view(-1).tolist() if preprocessor._enable_normalize else [0] * channels
-    std = preprocessor.std.view(-1).tolist() if preprocessor._enable_normalize else [1] * channels
-    preprocess = Preprocess(mean, std, bool(preprocessor._channel_conversion))
+    preprocess = Preprocess.of(model)
     if raw:
         return RawDetectorGraph(model, preprocess).eval()
     return DetectorGraph(model, preprocess, input_shape).eval()
@@ -194,10 +190,10 @@ def output_names(graph):
 def metadata(cfg, ckpt, model, input_shape, raw, config_path):
     """The ``metadata_props`` that ``onnx_infer`` needs, all strings."""
     head = model.bbox_head
-    preprocessor = model.data_preprocessor
+    preprocess = Preprocess.of(model)
     _, keep_ratio = test_resize(cfg)
-    mean = preprocessor.mean.view(-1).tolist() if preprocessor._enable_normalize else [0, 0, 0]
-    if preprocessor._channel_conversion:
+    mean = preprocess.mean.view(-1).tolist()
+    if preprocess.bgr_to_rgb:
         mean = mean[::-1]  # the graph's input order (BGR): mmdet pads after normalising, with 0
     props = {
         'outputs': OUTPUTS_RAW if raw else OUTPUTS_DETECTIONS,

@@ -28,18 +28,45 @@ class Preprocess(nn.Module):
         mean (Sequence[float]): Per-channel mean, in the order after the flip.
         std (Sequence[float]): Per-channel standard deviation.
         bgr_to_rgb (bool): Reverse the channel order first.
+        pad_size_divisor (int): The preprocessor pads batches to a multiple of this (not done
+            here: the graph's input has its final size).
     """
 
-    def __init__(self, mean, std, bgr_to_rgb):
+    def __init__(self, mean, std, bgr_to_rgb, pad_size_divisor=1):
         super().__init__()
         self.bgr_to_rgb = bgr_to_rgb
+        self.pad_size_divisor = pad_size_divisor
         self.register_buffer('mean', torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer('std', torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    @classmethod
+    def of(cls, detector):
+        """The settings of ``detector.data_preprocessor``: the one place that reads them.
+
+        Args:
+            detector (mmdet.models.BaseDetector): The detector.
+
+        Returns:
+            Preprocess: mean and std (0 and 1 without normalisation), the channel flip and the
+            pad divisor of the detector's ``DetDataPreprocessor``.
+        """
+        preprocessor = detector.data_preprocessor
+        channels = len(preprocessor.mean.view(-1))
+        normalize = preprocessor._enable_normalize
+        mean = preprocessor.mean.view(-1).tolist() if normalize else [0] * channels
+        std = preprocessor.std.view(-1).tolist() if normalize else [1] * channels
+        divisor = int(getattr(preprocessor, 'pad_size_divisor', 1) or 1)
+        return cls(mean, std, bool(preprocessor._channel_conversion), divisor)
 
     def forward(self, images):
         if self.bgr_to_rgb:
             images = images.flip(1)
         return (images - self.mean) / self.std
+
+    def invert(self, inputs):
+        """The graph input (BGR, 0-255) that :meth:`forward` turns into ``inputs``."""
+        images = inputs.cpu() * self.std + self.mean
+        return images.flip(1) if self.bgr_to_rgb else images
 
 
 class RawDetectorGraph(nn.Module):

@@ -21,6 +21,7 @@ import time
 import numpy as np
 import torch
 
+from ..models.tensor_forward import tensor_forward
 from .runtime import OnnxDetector, coco_results, make_session, read_image
 
 RAW_RTOL = 1e-4
@@ -212,7 +213,7 @@ def preprocessed(model, image):
 def torch_raw(model, image):
     """mmdet's head outputs (all ``cls_score`` levels, then all ``bbox_pred``) as arrays."""
     inputs, _ = preprocessed(model, image)
-    cls_scores, bbox_preds = model.bbox_head(model.extract_feat(inputs))[:2]
+    cls_scores, bbox_preds = tensor_forward(model, inputs)[:2]
     return [t.numpy() for t in list(cls_scores) + list(bbox_preds)]
 
 

@@ -44,24 +44,16 @@ def relative_difference(output, reference) -> float:
 
 
 def raw_forward(model: torch.nn.Module, x: torch.Tensor):
-    """The model's tensor outputs: a detector's ``mode='tensor'``, any other module's forward.
+    """The model's tensor outputs (:func:`~iresnet_mmdet.models.tensor_forward.tensor_forward`).
 
     For a two-stage detector: the features, the RPN head's outputs and the RoI head's outputs on
     fixed proposals (:func:`grid_proposals`). Its own proposals would not do: with random or
     barely trained weights, differences of 1e-7 reorder near-equal RPN scores and pick other
     boxes.
     """
-    from mmdet.models.detectors import BaseDetector, TwoStageDetector
+    from ..models.tensor_forward import tensor_forward
     with torch.no_grad():
-        if isinstance(model, TwoStageDetector):
-            feats = model.extract_feat(x)
-            outputs = [feats, model.rpn_head(feats)]
-            if model.with_roi_head:
-                outputs.append(model.roi_head(feats, grid_proposals(x), None))
-            return outputs
-        if isinstance(model, BaseDetector):
-            return model(x, None, mode='tensor')
-        return model(x)
+        return tensor_forward(model, x, grid_proposals)
 
 
 def grid_proposals(x: torch.Tensor, cells: int = 4) -> list:

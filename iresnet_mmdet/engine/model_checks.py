@@ -28,11 +28,12 @@ def check_model_types(cfg):
 
 
 def check_backbone(model):
-    """Build a backbone of this plugin once and check the neck's ``in_channels`` against it.
+    """Check the arguments of a backbone of this plugin and the neck's ``in_channels`` against it.
 
-    A bad backbone argument (``style``, ``stage_with_dcn``, a plugin position, ...) then gives its
-    own message instead of mmengine's wrapped one, and a neck built for ResNet's channels
-    (``[256, 512, 1024, 2048]``) in front of a ResGroup-block backbone is caught before training.
+    The backbone is planned, not built (:meth:`ResidualNetwork.plan`): a bad argument (``style``,
+    ``stage_with_dcn``, a plugin position, ...) gives its own message instead of mmengine's wrapped
+    one, and a neck built for ResNet's channels (``[256, 512, 1024, 2048]``) in front of a
+    ResGroup-block backbone is caught before training.
 
     Args:
         model (dict): The ``model`` entry of the config.
@@ -50,23 +51,27 @@ def check_backbone(model):
         return
     args = {k: v for k, v in backbone.items() if k != 'type'}
     try:
-        built = cls(**args)
+        plan = cls.plan(**args)
     except (BackboneConfigError, KeyError) as exc:
         text = exc.args[0] if exc.args else exc
         raise ToolError(f'model.backbone ({backbone["type"]}): {text}') from None
     except TypeError as exc:
         raise ToolError(f'model.backbone ({backbone["type"]}): {exc}; see the Args of '
                         f'{cls.__name__} in docs/backbones.md') from None
-    neck = model.get('neck')
+    _check_neck(model.get('neck'), backbone['type'], plan)
+
+
+def _check_neck(neck, backbone_type, plan):
+    """The neck's ``in_channels`` must be the channels of the backbone's outputs."""
     if isinstance(neck, (list, tuple)) and neck:
         neck = neck[0]
     in_channels = neck.get('in_channels') if isinstance(neck, dict) else None
     if not isinstance(in_channels, (list, tuple)):
         return
-    outputs = [built.out_channels[i] for i in built.out_indices]
+    channels = plan.stage_out_channels()
+    outputs = [channels[i] for i in plan.out_indices]
     if list(in_channels) != outputs:
-        name = f'{backbone["type"]}-{built.depth}'
         raise ToolError(
-            f'{name} outputs {tuple(outputs)} at out_indices {built.out_indices}, but '
-            f'model.neck.in_channels is {list(in_channels)}; set model.neck.in_channels to '
-            f'{outputs}')
+            f'{backbone_type}-{plan.depth} outputs {tuple(outputs)} at out_indices '
+            f'{plan.out_indices}, but model.neck.in_channels is {list(in_channels)}; set '
+            f'model.neck.in_channels to {outputs}')

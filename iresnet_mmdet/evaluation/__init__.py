@@ -2,8 +2,9 @@
 
 Importing this package registers :class:`CocoTableMetric` in ``mmdet.registry.METRICS``.
 """
-from .coco_eval import (BACKENDS, FIGURE_NAMES, CocoEvalResult, CocoFormatError, evaluate_bbox,
-                        load_detections, load_gt, summarize_twelve)
+from ..coco_figures import FIGURE_NAMES
+from .coco_eval import (BACKENDS, CocoEvalResult, CocoFormatError, evaluate_bbox, load_detections,
+                        load_gt, summarize_twelve)
 from .coco_table_metric import CocoTableMetric
 
 __all__ = [

@@ -30,29 +30,12 @@ from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
+from ..coco_figures import TWELVE_FIGURES
 from ..errors import ToolError
 
 BACKENDS = ('pycocotools', 'faster-coco-eval')
 
 MAX_DETS = (1, 10, 100)
-
-# (name, ap_or_ar, iou threshold or None for .50:.95, area range label, maxDets): the order and
-# definitions of pycocotools' COCOeval.summarize() for iouType='bbox'.
-TWELVE_FIGURES = (
-    ('AP', 'ap', None, 'all', 100),
-    ('AP50', 'ap', 0.5, 'all', 100),
-    ('AP75', 'ap', 0.75, 'all', 100),
-    ('APs', 'ap', None, 'small', 100),
-    ('APm', 'ap', None, 'medium', 100),
-    ('APl', 'ap', None, 'large', 100),
-    ('AR1', 'ar', None, 'all', 1),
-    ('AR10', 'ar', None, 'all', 10),
-    ('AR100', 'ar', None, 'all', 100),
-    ('ARs', 'ar', None, 'small', 100),
-    ('ARm', 'ar', None, 'medium', 100),
-    ('ARl', 'ar', None, 'large', 100),
-)
-FIGURE_NAMES = tuple(f[0] for f in TWELVE_FIGURES)
 
 # How many offending items an error message lists before it says "and N more".
 _MAX_LISTED = 5
@@ -84,7 +67,7 @@ class CocoEvalResult:
     def summary_lines(self) -> List[str]:
         """The twelve figures in pycocotools' printed layout (one line each)."""
         lines = []
-        for name, kind, iou, area, max_dets in TWELVE_FIGURES:
+        for name, _, kind, iou, area, max_dets in TWELVE_FIGURES:
             title = 'Average Precision  (AP)' if kind == 'ap' else 'Average Recall     (AR)'
             iou_str = '0.50:0.95' if iou is None else f'{iou:0.2f}'
             lines.append(f' {title} @[ IoU={iou_str:<9} | area={area:>6s} | '
@@ -499,7 +482,7 @@ def summarize_twelve(precision: np.ndarray, recall: np.ndarray, params) -> Dict[
         OrderedDict: ``FIGURE_NAMES`` -> float (-1.0 where nothing can be measured, as pycocotools).
     """
     out = OrderedDict()
-    for name, kind, iou, area, max_dets in TWELVE_FIGURES:
+    for name, _, kind, iou, area, max_dets in TWELVE_FIGURES:
         out[name] = _mean_valid(_select(precision, recall, params, kind, iou, area, max_dets), -1.0)
     return out
 
@@ -521,7 +504,7 @@ def summarize_per_class(precision, recall, params, names: Dict[int, str]) -> Dic
         out[names[int(cat_id)]] = OrderedDict(
             (name, _mean_valid(_select(precision, recall, params, kind, iou, area, md, k),
                                float('nan')))
-            for name, kind, iou, area, md in TWELVE_FIGURES)
+            for name, _, kind, iou, area, md in TWELVE_FIGURES)
     return out
 
 

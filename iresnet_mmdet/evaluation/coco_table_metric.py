@@ -11,8 +11,9 @@ from mmengine.logging import MMLogger
 from mmdet.evaluation.metrics import CocoMetric
 from mmdet.registry import METRICS
 
-from .coco_eval import (BACKENDS, FIGURE_NAMES, MAX_DETS, CocoFormatError, evaluate_bbox,
-                        import_backend, load_gt)
+from ..coco_figures import FIGURE_NAMES
+from .coco_eval import (BACKENDS, MAX_DETS, CocoFormatError, evaluate_bbox, import_backend,
+                        load_gt)
 
 
 @METRICS.register_module()

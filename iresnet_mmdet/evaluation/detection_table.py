@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
 from iresnet_mmdet import paper
-from .coco_eval import BACKENDS, FIGURE_NAMES, CocoFormatError, evaluate_bbox, load_gt
+from iresnet_mmdet.models import zoo
+from ..coco_figures import FIGURE_NAMES, TWELVE_FIGURES
+from .coco_eval import CocoFormatError, evaluate_bbox, load_gt
 
-COLUMNS = ('Backbone', 'AP .5:.95', 'AP .5', 'AP .75', 'AP S', 'AP M', 'AP L', 'AR 1', 'AR 10',
-           'AR 100', 'AR S', 'AR M', 'AR L', 'params', 'GFLOPs')
+COLUMNS = ('Backbone', ) + tuple(f.label for f in TWELVE_FIGURES) + ('params', 'GFLOPs')
 #: Decimals of every printed number (the paper's table prints two everywhere).
 DIGITS = 2
 #: pycocotools' figure for "no ground truth in that area range" (printed "n/a").
@@ -176,15 +177,14 @@ def backbone_name(cfg) -> str:
         cfg (Config): A detector config with ``model.backbone``.
 
     Returns:
-        str: ``'<type>-<depth>'`` (or ``'<type>'`` without a depth).
+        str: ``'<the paper's spelling>-<depth>'`` (or the spelling alone without a depth; a type
+        outside :mod:`iresnet_mmdet.models.zoo` keeps its own name).
     """
     backbone = cfg.get('model', {}).get('backbone')
     if not isinstance(backbone, dict) or 'type' not in backbone:
         raise CocoFormatError(f"config '{cfg.filename}' has no model.backbone.type; give the "
                               'row name as the third value of --run.')
-    kind = str(backbone['type']).split('.')[-1]
-    depth = backbone.get('depth')
-    return f'{kind}-{depth}' if depth else kind
+    return zoo.paper_name(str(backbone['type']), backbone.get('depth'))
 
 
 def measure_complexity(cfg, convention: str = 'paper', input_size: int = 300):

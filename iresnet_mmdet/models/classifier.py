@@ -6,30 +6,13 @@ Its state-dict keys and shapes are exactly those of the authors' released models
 CIFAR networks (``'cifar_iresnet3002'``) and the video networks (``'iresnet3d50'``, 3D pooling).
 """
 import functools
-import re
 from typing import Optional, Tuple
 
 import torch
 import torch.nn as nn
 
 from mmdet.registry import MODELS
-
-#: Architecture-name prefixes of the authors' model zoo and the backbone class of each.
-ARCH_FAMILIES = {
-    'resnet': 'ResNet',
-    'preactresnet': 'PreActResNet',
-    'resstage': 'ResStage',
-    'iresnet': 'iResNet',
-    'resgroup': 'ResGroup',
-    'resgroupfix': 'ResGroupFix',
-    'iresgroup': 'iResGroup',
-    'iresgroupfix': 'iResGroupFix',
-    'cifar_resnet': 'ResNetCifar',
-    'cifar_iresnet': 'iResNetCifar',
-    'resnet3d': 'ResNet3D',
-    'iresnet3d': 'iResNet3D',
-}
-
+from . import zoo
 
 class ClassifierMixin:
     """Turns a backbone class into its classifier (adds ``avgpool`` and ``fc``).
@@ -84,12 +67,8 @@ def parse_arch(arch: str) -> Tuple[str, int]:
     ResNet depths that mmdet's ``ResNet`` lacks (``'resnet200'``) map to ``ResidualNetwork``, whose
     default layout is the same network with the same keys.
     """
-    # The family is the shortest prefix that leaves only digits: 'iresnet3d50' -> 'iresnet3d', 50.
-    match = re.fullmatch(r'([a-z][a-z0-9_]*?)(\d+)', arch.lower())
-    if match is None or match.group(1) not in ARCH_FAMILIES:
-        raise KeyError(f'unknown architecture {arch!r}; expected <family><depth> with family one '
-                       f'of {sorted(ARCH_FAMILIES)}, e.g. iresnet50')
-    backbone_type, depth = ARCH_FAMILIES[match.group(1)], int(match.group(2))
+    family, depth = zoo.parse_arch(arch)
+    backbone_type = family.backbone_type
     if backbone_type == 'ResNet' and depth not in MODELS.get('ResNet').arch_settings:
         backbone_type = 'ResidualNetwork'  # mmdet's ResNet stops at 152
     return backbone_type, depth
@@ -116,4 +95,4 @@ def build_classifier(arch: str, num_classes: Optional[int] = None, **kwargs) -> 
     return classifier_class(backbone_type)(num_classes=num_classes, depth=depth, **kwargs)
 
 
-__all__ = ['ARCH_FAMILIES', 'build_classifier', 'classifier_class', 'parse_arch']
+__all__ = ['build_classifier', 'classifier_class', 'parse_arch']

@@ -18,8 +18,8 @@ import sys
 import time
 from collections import Counter
 
-from iresnet_mmdet.evaluation.coco_eval import (FIGURE_NAMES, evaluate_bbox, load_gt,
-                                                validate_detections)
+from iresnet_mmdet.coco_figures import FIGURE_NAMES
+from iresnet_mmdet.evaluation.coco_eval import evaluate_bbox, load_gt, validate_detections
 from iresnet_mmdet.evaluation.synthetic import make_coco_case
 
 

@@ -27,7 +27,7 @@ Examples::
 Two-stage detectors are counted on a fixed number of proposals (--num-proposals; default the RPN's
 test_cfg.rpn.max_per_img, 1000 in mmdet's configs), so no image is needed.
 
-Conventions (see iresnet_mmdet/analysis/complexity.py for the exact rules):
+Conventions (see iresnet_mmdet/analysis/counting.py for the exact rules):
     paper  "GFLOPs": the op count of thop 0.0.23 (mid-2019), the counter of the paper's tables.
     paper-cifar  "GFLOPs (paper CIFAR counter)": the same rules, every call of a module counted
            (each ReLU application), the counter of the paper's CIFAR table.
@@ -43,18 +43,17 @@ import sys
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, ROOT)
 
-from iresnet_mmdet.analysis.complexity import (CONVENTIONS, complexity_rows,  # noqa: E402
-                                               detector_table, markdown_table)
+from iresnet_mmdet import paper  # noqa: E402
+from iresnet_mmdet.analysis import (CONVENTIONS, complexity_rows, detector_table,  # noqa: E402
+                                    markdown_table)
 from iresnet_mmdet.errors import ToolError, run_main  # noqa: E402
-# The paper's SSD300 table order, then our extra configs.
-SSD300_ORDER = ('r50', 'iresnet50', 'iresgroupfix50', 'iresgroup50', 'r101', 'iresnet101',
-                'iresgroupfix101', 'iresgroup101', 'resstage50', 'resgroup50', 'resgroupfix50',
-                'preactresnet50')
-IMAGENET_ARCHS = ('resnet50', 'iresnet50', 'resgroupfix50', 'resgroup50', 'iresgroupfix50',
-                  'iresgroup50', 'iresnet302', 'iresnet404')
-CIFAR_ARCHS = tuple(f'cifar_{family}{depth}' for depth in (164, 1001, 2000, 3002)
-                    for family in ('resnet', 'iresnet'))
-VIDEO_ARCHS = ('resnet3d50', 'iresnet3d50')
+from iresnet_mmdet.models import zoo  # noqa: E402
+#: The rows of the ImageNet table: the paper's networks at depth 50 and its deepest ones.
+IMAGENET_ROWS = ('ResNet-50', 'iResNet-50', 'ResGroupFix-50', 'ResGroup-50', 'iResGroupFix-50',
+                 'iResGroup-50', 'iResNet-302', 'iResNet-404')
+IMAGENET_ARCHS = tuple(zoo.arch_of_paper_name(name) for name in IMAGENET_ROWS)
+CIFAR_ARCHS = tuple(zoo.arch_of_paper_name(name, 'cifar') for name in paper.CIFAR['cifar10'])
+VIDEO_ARCHS = tuple(zoo.arch_of_paper_name(name, 'video') for name in paper.VIDEO['kinetics400'])
 # FPN detectors: our configs in these folders, beside mmdet's ResNet configs of the same kind.
 FPN_DETECTORS = ('faster_rcnn', 'retinanet', 'mask_rcnn')
 MMDET_BASELINES = {
@@ -78,12 +77,6 @@ LEGEND = {
            'maximum of proposals (test_cfg.rpn.max_per_img, 1000; the mask head on the first '
            '100), deformable convs as the conv they compute plus their offset conv.',
 }
-
-
-def ssd300_rank(path):
-    """Sort key of a configs/ssd300 file: the paper's row order, unknown configs last."""
-    arch = osp.basename(path).split('_')[1]
-    return (SSD300_ORDER.index(arch) if arch in SSD300_ORDER else len(SSD300_ORDER), path)
 
 
 def fpn_rank(path):
@@ -180,8 +173,8 @@ def paper_table(name, shape):
     """One of the paper's tables as markdown."""
     if name == 'ssd300':
         configs = glob.glob(osp.join(ROOT, 'configs', 'ssd300', '*.py'))
-        return markdown_table(complexity_rows(sorted(map(osp.relpath, configs), key=ssd300_rank),
-                                              shape))
+        configs = sorted(map(osp.relpath, configs), key=zoo.ssd300_rank)
+        return markdown_table(complexity_rows(configs, shape))
     if name == 'imagenet':
         return markdown_table(complexity_rows(IMAGENET_ARCHS, shape))
     if name == 'cifar':

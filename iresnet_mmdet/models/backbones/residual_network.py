@@ -526,90 +526,141 @@ class ResidualNetwork(BaseModule):
                  dims: Optional[int] = None,
                  stem: Union[StemSpec, dict, None] = None,
                  cp_blocks: int = 1):
+        arguments = _arguments(locals())
         dims = dims or self.default_dims
         _check_choice('dims', dims, DIMS)
-        init_cfg = _init_cfg(pretrained, init_cfg, dims, type(self).__name__)
-        super().__init__(init_cfg)
+        super().__init__(_init_cfg(pretrained, init_cfg, dims, type(self).__name__))
+        self._configure(arguments)
+        self._build()
+        self._freeze_stages()
+
+    @classmethod
+    def plan(cls, **kwargs) -> 'ResidualNetwork':
+        """The network these arguments describe, checked but not built (no layers, no weights).
+
+        The tools' pre-flight checks use it: a bad argument raises what the constructor raises
+        (``BackboneConfigError``, ``KeyError`` for a depth, ``TypeError`` for an unknown argument),
+        and :meth:`stage_out_channels` gives the channels a neck needs.
+
+        Args:
+            **kwargs: The constructor's arguments.
+
+        Returns:
+            ResidualNetwork: An empty module with the resolved settings as attributes; for a
+            subclass with a constructor of its own (which may take other arguments and do more),
+            the built network.
+        """
+        import inspect
+        if cls.__init__ is not ResidualNetwork.__init__:
+            return cls(**kwargs)
+        bound = inspect.signature(cls.__init__).bind(None, **kwargs)
+        bound.apply_defaults()
+        plan = cls.__new__(cls)
+        BaseModule.__init__(plan)
+        plan._configure(_arguments(bound.arguments))
+        return plan
+
+    def stage_out_channels(self) -> Tuple[int, ...]:
+        """Output channels of each stage, from the settings (the same before and after building).
+        """
+        return tuple(block_widths(self.block, self.base_channels, i)[1]
+                     for i in range(self.num_stages))
+
+    def _configure(self, args: dict) -> None:
+        """Resolve the constructor's arguments against the preset, check them, store them."""
+        self.dims = args['dims'] or self.default_dims
+        self._set_design(args['depth'], args['layout'], args['shortcut'], args['block'],
+                         args['num_stages'])
+        self._set_geometry(args['stem'], args['stem_pool'], args['strides'], args['dilations'],
+                           args['groups'], args['out_indices'])
+        self._check_options(args)
+        for name in ('style', 'deep_stem', 'avg_down', 'frozen_stages', 'norm_eval', 'dcn',
+                     'plugins', 'with_cp', 'cp_blocks', 'zero_init_residual', 'in_channels'):
+            setattr(self, name, args[name])
+        self.stage_with_dcn = tuple(args['stage_with_dcn'])
+        conv_cfg = args['conv_cfg']
+        self.conv_cfg = dict(type='Conv3d') if conv_cfg is None and self.dims == 3 else conv_cfg
+        self.norm_cfg = _norm_cfg_for_dims(args['norm_cfg'], self.dims)
+        self.base_channels = args['base_channels'] or self.default_base_channels
+        self.stem_channels = args['stem_channels'] or self.base_channels
+
+    def _set_design(self, depth: int, layout: Optional[str], shortcut: Optional[str],
+                    block: Optional[str], num_stages: Optional[int]) -> None:
+        """The paper's three switches (the preset's unless given), the depth and the stages."""
         default_block, stage_blocks = self.depth_setting(depth)
-        layout = layout or self.default_layout
-        shortcut = shortcut or self.default_shortcut
-        block = block or default_block
-        _check_choice('layout', layout, LAYOUTS)
-        _check_choice('shortcut', shortcut, SHORTCUTS)
-        _check_choice('block', block, BLOCKS)
-        _check_choice('style', style, STYLES)
+        self.depth = depth
+        self.layout = layout or self.default_layout
+        self.shortcut = shortcut or self.default_shortcut
+        self.block = block or default_block
+        _check_choice('layout', self.layout, LAYOUTS)
+        _check_choice('shortcut', self.shortcut, SHORTCUTS)
+        _check_choice('block', self.block, BLOCKS)
         num_stages = len(stage_blocks) if num_stages is None else num_stages
         if not 1 <= num_stages <= len(stage_blocks):
             raise BackboneConfigError(
                 f'num_stages must be between 1 and {len(stage_blocks)} (the stages of depth '
                 f'{depth}), got {num_stages}')
-        self.dims = dims
-        stem = self._stem_spec(stem)
-        stem_pool = self._use_stem_pool(stem_pool, shortcut, stem)
+        self.num_stages = num_stages
+        self.stage_blocks = stage_blocks[:num_stages]
+
+    def _set_geometry(self, stem, stem_pool: Optional[bool], strides, dilations, groups,
+                      out_indices) -> None:
+        """Stem, strides, dilations, groups and outputs of the stages."""
+        self.stem_spec = self._stem_spec(stem)
+        self.stem_pool = self._use_stem_pool(stem_pool, self.shortcut, self.stem_spec)
         # The improved shortcut has a max-pool in every stage whose *architectural* stride is > 1.
-        arch_strides = self._arch_strides(stem, stem_pool)
-        strides = arch_strides if strides is None else tuple(self._size(s) for s in strides)
+        self.arch_strides = self._arch_strides(self.stem_spec, self.stem_pool)
+        self.strides = (self.arch_strides if strides is None else
+                        tuple(self._size(s) for s in strides))
+        self.dilations = tuple(dilations)
         groups = tuple(groups) if groups is not None else self.default_groups
-        if block != 'group':
-            groups = (1, ) * len(stage_blocks)
-        out_indices = tuple(range(num_stages)) if out_indices is None else out_indices
-        for name, value in (('strides', strides), ('dilations', dilations), ('groups', groups)):
-            if len(value) < num_stages:
+        if self.block != 'group':
+            groups = (1, ) * len(self.depth_setting(self.depth)[1])
+        self.groups = groups
+        for name, value in (('strides', self.strides), ('dilations', dilations),
+                            ('groups', groups)):
+            if len(value) < self.num_stages:
                 raise BackboneConfigError(
-                    f'{name} needs one value per stage ({num_stages}), got {value}')
-        if max(out_indices) >= num_stages or min(out_indices) < 0:
+                    f'{name} needs one value per stage ({self.num_stages}), got {value}')
+        out_indices = tuple(range(self.num_stages)) if out_indices is None else out_indices
+        if max(out_indices) >= self.num_stages or min(out_indices) < 0:
             raise BackboneConfigError(
-                f'out_indices {tuple(out_indices)} must lie in [0, {num_stages})')
+                f'out_indices {tuple(out_indices)} must lie in [0, {self.num_stages})')
+        self.out_indices = tuple(out_indices)
+
+    def _check_options(self, args: dict) -> None:
+        """The options that must agree with the design (style, checkpointing, init, dcn, plugins).
+        """
+        _check_choice('style', args['style'], STYLES)
+        cp_blocks = args['cp_blocks']
         if not (isinstance(cp_blocks, int) and cp_blocks >= 1):
             raise BackboneConfigError(
                 f'cp_blocks must be an int >= 1 (blocks per checkpoint), got {cp_blocks!r}')
-        if zero_init_residual and layout != 'resnet':
+        if args['zero_init_residual'] and self.layout != 'resnet':
             raise BackboneConfigError(
                 f"zero_init_residual=True needs every residual branch to end in a norm, but with "
-                f"layout='{layout}' the middle blocks' branches end in a conv (their norm is the "
-                f"next block's bn0); the authors' code crashes here. Use zero_init_residual=False.")
-        if avg_down and shortcut == 'pool':
+                f"layout='{self.layout}' the middle blocks' branches end in a conv (their norm is "
+                f"the next block's bn0); the authors' code crashes here. Use "
+                f"zero_init_residual=False.")
+        if args['avg_down'] and self.shortcut == 'pool':
             raise BackboneConfigError(
                 "avg_down=True average-pools the projection shortcut, but shortcut='pool' (the "
                 "paper's improved shortcut) already max-pools it; use one of them: avg_down=False, "
                 "or shortcut='conv' with avg_down=True")
-        _check_dcn(dcn, stage_with_dcn, num_stages, block, dims, conv_cfg)
-        _check_plugins(plugins, num_stages, len(branch_convs(block, 1, 1, 1, 1, 1, 1)))
+        _check_dcn(args['dcn'], args['stage_with_dcn'], self.num_stages, self.block, self.dims,
+                   args['conv_cfg'])
+        _check_plugins(args['plugins'], self.num_stages,
+                       len(branch_convs(self.block, 1, 1, 1, 1, 1, 1)))
 
-        self.depth = depth
-        self.layout = layout
-        self.shortcut = shortcut
-        self.block = block
-        self.stem_spec = stem
-        self.stem_pool = stem_pool
-        self.stage_blocks = stage_blocks[:num_stages]
-        self.num_stages = num_stages
-        self.strides = strides
-        self.dilations = tuple(dilations)
-        self.groups = groups
-        self.out_indices = tuple(out_indices)
-        self.style = style
-        self.deep_stem = deep_stem
-        self.avg_down = avg_down
-        self.frozen_stages = frozen_stages
-        self.conv_cfg = dict(type='Conv3d') if conv_cfg is None and dims == 3 else conv_cfg
-        self.norm_cfg = _norm_cfg_for_dims(norm_cfg, dims)
-        self.norm_eval = norm_eval
-        self.dcn = dcn
-        self.stage_with_dcn = tuple(stage_with_dcn)
-        self.plugins = plugins
-        self.with_cp = with_cp
-        self.cp_blocks = cp_blocks
-        self.zero_init_residual = zero_init_residual
-
-        base_channels = base_channels or self.default_base_channels
-        stem_channels = stem_channels or base_channels
-        self._make_stem(in_channels, stem_channels)
-        channels = stem_channels
+    def _build(self) -> None:
+        """The stem and the stages (``layer1`` ...), from the stored settings."""
+        self._make_stem(self.in_channels, self.stem_channels)
+        channels = self.stem_channels
         self.res_layers = []
         stage_channels = []
-        for i in range(num_stages):
-            layer, channels = self._make_stage(i, channels, base_channels, arch_strides[i])
+        for i in range(self.num_stages):
+            layer, channels = self._make_stage(i, channels, self.base_channels,
+                                               self.arch_strides[i])
             layer_name = f'layer{i + 1}'
             self.add_module(layer_name, layer)
             self.res_layers.append(layer_name)
@@ -617,7 +668,6 @@ class ResidualNetwork(BaseModule):
         #: Output channels of each built stage (for the neck's ``in_channels``).
         self.out_channels = tuple(stage_channels)
         self.feat_dim = stage_channels[-1]
-        self._freeze_stages()
 
     def _make_stage(self, i: int, in_channels: int, base_channels: int,
                     arch_stride: Size) -> Tuple[nn.Sequential, int]:
@@ -839,6 +889,11 @@ def _check_choice(name: str, value, choices: Sequence) -> None:
 
 #: Checkpoint prefixes of mmdet's base configs (ResNet weights: they do not fit these networks).
 RESNET_CHECKPOINT_PREFIXES = ('torchvision://', 'open-mmlab://', 'mmcls://')
+
+
+def _arguments(names: dict) -> dict:
+    """The constructor's arguments from its ``locals()`` (or a signature binding)."""
+    return {k: v for k, v in names.items() if k not in ('self', '__class__')}
 
 
 def _init_cfg(pretrained: Optional[str], init_cfg, dims: int, name: str):

@@ -1,23 +1,9 @@
 """The named networks of the paper: thin presets of :class:`ResidualNetwork`.
 
-=================  ==========  ========  ===============  =========  =========================
-class              layout      shortcut  block            stem pool  depths
-=================  ==========  ========  ===============  =========  =========================
-``ResNet``         mmdet's own ``ResNet`` (identical to the authors' baseline)
-``PreActResNet``   preact      conv      basic/bottleneck yes        18 ... 200
-``ResStage``       stage       conv      basic/bottleneck yes        18 ... 200
-``iResNet``        stage       pool      basic/bottleneck no         18 ... 200, 302, 404, 1001
-``ResGroup``       resnet      conv      group            yes        50, 101, 152
-``ResGroupFix``    resnet      conv      group, 64 groups yes        50, 101, 152
-``iResGroup``      stage       pool      group            no         50, 101, 152
-``iResGroupFix``   stage       pool      group, 64 groups no         50, 101, 152
-``ResNetCifar``    resnet      conv      bottleneck       (none)     164, 1001, 2000, 3002
-``iResNetCifar``   stage       pool      bottleneck       (none)     164, 1001, 2000, 3002
-``ResNet3D``       resnet      conv      bottleneck 3D    yes        50
-``iResNet3D``      stage       pool      bottleneck 3D    no         50
-=================  ==========  ========  ===============  =========  =========================
+The presets, their switches, depths and output channels are tabulated in docs/backbones.md (made by
+``tools/analysis/backbones.py`` from :mod:`iresnet_mmdet.models.zoo`, the network catalogue).
 
-Each takes every argument of :class:`ResidualNetwork`, which include all of mmdet's ``ResNet``
+Each preset takes every argument of :class:`ResidualNetwork`, which include all of mmdet's ``ResNet``
 (``depth``, ``style``, ``deep_stem``, ``avg_down``, ``dcn``, ``stage_with_dcn``, ``plugins``,
 ``frozen_stages``, ``norm_eval``, ``with_cp``, ``pretrained``, ``init_cfg``, ...). The stem
 max-pool follows the shortcut: only the conv shortcut keeps it.
