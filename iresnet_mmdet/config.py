@@ -23,7 +23,7 @@ def config_file(name):
     try:
         module = __import__(package)
     except ImportError:
-        raise ToolError(f"config '{name}': package {package!r} is not installed") from None
+        raise ToolError(f"unknown config '{name}': package {package!r} is not installed") from None
     return osp.join(osp.dirname(module.__file__), '.mim', 'configs', path)
 
 
