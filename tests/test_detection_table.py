@@ -208,6 +208,36 @@ def test_command_line_errors(tmp_path, capsys):
         tool.main(['--run', 'only-one-value'])
 
 
+def test_command_line_refuses_figures_that_are_no_fractions(tmp_path, capsys):
+    def metrics(name, value):
+        return _write(tmp_path / name, {f'coco/bbox_{n}': value for n in FIGURE_NAMES})
+
+    (tmp_path / 'binary.json').write_bytes(bytes(range(128, 256)))
+    (tmp_path / 'a_file').write_text('')
+    tool = load_tool()
+    cases = [(metrics('percent.json', 31.5), [], 'AP = 31.5 is not a fraction in [0, 1] or -1 '
+              '(it looks like percent: pass --percent)'),
+             (metrics('nan.json', float('nan')), [], 'AP = nan is not a fraction'),
+             (metrics('negative.json', -0.2), [], 'AP = -0.2 is not a fraction'),
+             (metrics('words.json', 'high'), [], 'holds a figure that is not a number'),
+             (str(tmp_path / 'binary.json'), [], 'is not a text (JSON) file'),
+             (metrics('ok.json', 0.3), ['--out', str(tmp_path / 'a_file' / 't')],
+              'is a file, so no folder can be made under it'),
+             (metrics('ok.json', 0.3), ['--input-size', '0'], '--input-size 0 is too small')]
+    for result, extra, message in cases:
+        with pytest.raises(SystemExit) as exit_info:
+            tool.run_main(lambda: tool.main(['--run', '-', result, 'X', *extra]))
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2, err
+        assert err.startswith('error: ') and message in err and len(err.splitlines()) == 1, err
+    # documented percent input: the same table as the fractions
+    assert tool.main(['--run', '-', metrics('pct.json', 31.5), 'X', '--percent',
+                      '--format', 'csv']) == 0
+    with_percent = capsys.readouterr().out
+    assert tool.main(['--run', '-', metrics('frac.json', 0.315), 'X', '--format', 'csv']) == 0
+    assert capsys.readouterr().out == with_percent and '31.50' in with_percent
+
+
 def test_tool_script_runs():
     """The script itself (imports, entry point): the published rows need no model."""
     proc = subprocess.run([sys.executable, 'tools/analysis/detection_table.py', '--paper',

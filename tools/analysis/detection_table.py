@@ -21,15 +21,16 @@ Run with --help for all options. The table itself is built by
 iresnet_mmdet/evaluation/detection_table.py.
 """
 import argparse
-import os
+import math
 import os.path as osp
 import sys
 from typing import Optional, Sequence
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))  # repo root
 
+from iresnet_mmdet.atomic import check_output, write_output  # noqa: E402
 from iresnet_mmdet.config import load_config  # noqa: E402
-from iresnet_mmdet.errors import run_main  # noqa: E402
+from iresnet_mmdet.errors import ToolError, run_main  # noqa: E402
 from iresnet_mmdet.evaluation import detection_table as dt  # noqa: E402
 from iresnet_mmdet.evaluation.coco_eval import BACKENDS  # noqa: E402
 
@@ -59,6 +60,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--backend', default='faster-coco-eval', choices=BACKENDS,
                         help='evaluation backend for detections files')
     parser.add_argument('--prefix', help="metric prefix in metrics files (default: 'coco')")
+    parser.add_argument('--percent', action='store_true',
+                        help='the metrics files hold percent (0-100), not the fractions (0-1) '
+                        'that tools/test.py writes')
     parser.add_argument('--format', default='both', choices=('both', 'markdown', 'csv'))
     parser.add_argument('--out', metavar='PREFIX',
                         help='also write PREFIX.md and PREFIX.csv')
@@ -73,10 +77,37 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     return args
 
 
+def read_figures(result: str, cfg, args) -> dict:
+    """The twelve figures of a run as fractions; bad files and figures are one error line."""
+    try:
+        figures = dt.run_figures(result, cfg, args.ann, args.backend, args.prefix)
+    except UnicodeDecodeError:
+        raise ToolError(f"result file '{result}' is not a text (JSON) file; give the metrics "
+                        'JSON of tools/test.py or a detections JSON') from None
+    except (ValueError, TypeError) as exc:  # float() of a figure that is no number
+        raise ToolError(f"result file '{result}' holds a figure that is not a number "
+                        f'({exc})') from None
+    return {name: checked_figure(value, name, result, args.percent)
+            for name, value in figures.items()}
+
+
+def checked_figure(value, name: str, result: str, percent: bool) -> float:
+    """A figure as a fraction in [0, 1], or -1 (pycocotools' "no ground truth there")."""
+    if value == -1:
+        return -1.0
+    scale = 100 if percent else 1
+    if not (math.isfinite(value) and 0 <= value <= scale):
+        hint = (' (it looks like percent: pass --percent)' if not percent and 1 < value <= 100
+                else '')
+        unit = 'a percentage in [0, 100]' if percent else 'a fraction in [0, 1]'
+        raise ToolError(f"result file '{result}': {name} = {value} is not {unit} or -1{hint}")
+    return value / scale
+
+
 def build_row(config: str, result: str, name: Optional[str], args) -> dt.TableRow:
     """One of our rows from a ``--run`` triple."""
     cfg = None if config == '-' else load_config(config)
-    figures = dt.run_figures(result, cfg, args.ann, args.backend, args.prefix)
+    figures = read_figures(result, cfg, args)
     params = gflops = None
     if cfg is not None and not args.no_complexity:
         params, gflops = dt.measure_complexity(cfg, args.convention, args.input_size)
@@ -86,6 +117,12 @@ def build_row(config: str, result: str, name: Optional[str], args) -> dt.TableRo
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Print (and with ``--out`` write) the table; returns the exit status."""
     args = parse_args(argv)
+    if args.input_size < 32:
+        raise ToolError(f'--input-size {args.input_size} is too small; give the square input '
+                        'side in pixels (at least 32)')
+    if args.out:
+        for suffix in ('.md', '.csv'):
+            check_output(args.out + suffix, '--out', ToolError)
     rows = [build_row(run[0], run[1], run[2] if len(run) == 3 else None, args)
             for run in args.run]
     if args.paper:
@@ -93,13 +130,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     markdown, csv_text = dt.format_markdown(rows), dt.format_csv(rows)
     parts = {'both': [markdown, csv_text], 'markdown': [markdown], 'csv': [csv_text]}
     print('\n'.join(parts[args.format]), end='')
-    if args.out:
-        os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
-        with open(f'{args.out}.md', 'w') as f:
-            f.write(markdown)
-        with open(f'{args.out}.csv', 'w') as f:
-            f.write(csv_text)
+    if args.out:  # printed above: a failed write loses nothing
+        for suffix, text in (('.md', markdown), ('.csv', csv_text)):
+            write_output(args.out + suffix, lambda tmp, text=text: _write_text(tmp, text),
+                         ToolError)
     return 0
+
+
+def _write_text(path: str, text: str) -> None:
+    with open(path, 'w') as f:
+        f.write(text)
 
 
 if __name__ == '__main__':
