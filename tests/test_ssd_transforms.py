@@ -8,12 +8,15 @@ SSD augmentation: crop, resize, flip, colour.
 import itertools
 import json
 import os.path as osp
+import subprocess
+import sys
 
 import cv2
 import numpy as np
 import pytest
 import torch
 from scipy import stats
+from tool_runs import assert_one_line_error, tool_env
 
 import iresnet_mmdet.datasets.transforms as fast
 import mmdet.datasets.transforms.transforms as mmdet_transforms
@@ -25,6 +28,7 @@ from mmdet.datasets.transforms import (MinIoURandomCrop, PhotoMetricDistortion, 
                                        Resize)
 from mmdet.structures.bbox import HorizontalBoxes
 
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 PHOTO_ARGS = dict(brightness_delta=16, contrast_range=(0.5, 1.5), saturation_range=(0.5, 1.5),
                   hue_delta=9)  # the SSD300 COCO config's
 P_MIN = 1e-3  # smallest p-value accepted by the two-sample tests (fixed seeds: deterministic)
@@ -337,16 +341,45 @@ def test_bad_image_skipped_with_a_warning(tmp_path, capfd, workers):
     assert 'skipped by this process so far' in log
 
 
+def first_error(loader):
+    """The message of the BadImageError that iterating ``loader`` raises."""
+    iterator = iter(loader)
+    try:
+        for _ in iterator:
+            pass
+    except BadImageError as exc:
+        return str(exc)
+    finally:
+        # End the workers now: the exception's traceback keeps the iterator in a reference cycle,
+        # and PyTorch's shutdown of workers from the garbage collector waits seconds for each.
+        getattr(iterator, '_shutdown_workers', lambda: None)()
+    raise AssertionError('no BadImageError')
+
+
 @pytest.mark.parametrize('workers', [0, 2])
 @pytest.mark.parametrize('bad', ['truncated', 'garbage'])
 def test_bad_image_error_names_the_file(tmp_path, workers, bad):
     ann_file, path = tiny_coco(tmp_path, bad)
-    with pytest.raises(BadImageError) as info:
-        list(ssd_loader(tmp_path, ann_file, workers, skip_bad_images=False))
-    message = str(info.value)
+    message = first_error(ssd_loader(tmp_path, ann_file, workers, skip_bad_images=False))
     assert message.startswith(f"image '{path}' ") and 'skip_bad_images=True' in message
     assert '\n' not in message and 'Traceback' not in message  # also from a worker process
     assert ('truncated' in message) if bad == 'truncated' else ('cannot be decoded' in message)
+
+
+def test_training_process_ends_with_one_error_line(tmp_path):
+    # what tools/train.py does with a bad image and skip_bad_images=False: the worker's error
+    # reaches the main process, which prints one error line and exits promptly (no hang)
+    ann_file, path = tiny_coco(tmp_path, 'truncated')
+    script = (
+        'import sys; sys.path.insert(0, "tests")\n'
+        'from pathlib import Path\n'
+        'from test_ssd_transforms import ssd_loader\n'
+        'from iresnet_mmdet.errors import run_main\n'
+        f'loader = ssd_loader(Path({str(tmp_path)!r}), {ann_file!r}, 2, skip_bad_images=False)\n'
+        'run_main(lambda: [None for _ in loader])\n')
+    result = subprocess.run([sys.executable, '-c', script], cwd=ROOT, capture_output=True,
+                            text=True, env=tool_env(), timeout=120)
+    assert_one_line_error(result, f"image '{path}' is a truncated JPEG file")
 
 
 def test_missing_image_is_named(tmp_path):
