@@ -29,8 +29,8 @@ def run(*args):
 
 def test_small_run(tmp_path):
     out = tmp_path / 'pipeline.json'
-    result = run(CONFIG, '--images', '6', '--size', '96x72', '--workers', '0,1', '--json',
-                 str(out))
+    result = run(CONFIG, '--images', '6', '--size', '96x72', '--workers', '0,1', '--repeats', '2',
+                 '--json', str(out))
     assert result.returncode == 0, result.stderr[-3000:]
     record = json.loads(out.read_text())
     assert [t['transform'] for t in record['transforms']] == [
@@ -40,6 +40,8 @@ def test_small_run(tmp_path):
     assert [(r['pipeline'], r['workers']) for r in record['loaders']] == [('config', 0),
                                                                           ('config', 1)]
     assert all(r['img_per_s'] > 0 and r['batch_size'] == 32 for r in record['loaders'])
+    assert all(r['img_per_s'] == max(r['img_per_s_runs']) and len(r['img_per_s_runs']) == 2
+               for r in record['loaders'])
     assert '| total |' in result.stdout and 'DataLoader img/s' in result.stdout
 
 
@@ -73,6 +75,7 @@ def test_bad_input_one_line(tmp_path):
     ([CONFIG, '--workers', ''], '--workers'),
     ([CONFIG, '--size', '640'], "--size '640'"),
     ([CONFIG, '--images', '0'], '--images 0'),
+    ([CONFIG, '--repeats', '0'], '--repeats 0'),
     ([CONFIG, '--json', '{tmp}'], 'is a directory'),
     ([CONFIG, '--json', '{tmp}/no/x.json'], 'does not exist'),
     ([CONFIG, '--cfg-options', 'train_dataloader.batch_size'], 'KEY=VALUE'),
