@@ -210,6 +210,20 @@ def test_table_and_cli(capsys):
     assert capsys.readouterr().err == "error: config file 'no_such_config.py' does not exist\n"
 
 
+def test_cli_bad_configs_are_one_error_line(tmp_path, capsys):
+    cli = load_cli()
+    (tmp_path / 'syntax.py').write_text('model = dict(type=(\n')
+    (tmp_path / 'binary.py').write_bytes(bytes(range(128, 256)))
+    (tmp_path / 'empty.py').write_text('')
+    for name, message in (('syntax.py', 'has a syntax error'), ('binary.py', 'is not UTF-8 text'),
+                          ('empty.py', 'defines no model')):
+        with pytest.raises(SystemExit) as exit_info:
+            cli.run_main(lambda: cli.main([str(tmp_path / name)]))
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and err.startswith('error: ') and message in err, err
+        assert len(err.splitlines()) == 1
+
+
 def load_cli():
     from importlib import util
     tool = Path(__file__).resolve().parents[1] / 'tools' / 'analysis' / 'complexity.py'
@@ -233,7 +247,7 @@ def test_cli_fpn_tables_and_detector_options(monkeypatch, capsys):
     out = capsys.readouterr().out
     assert 'ResNet-50, input (3, 320, 480)' in out and '[macs] GMACs' in out
     for bad in (['--tables', 'fpn', 'resnet50'], ['--tables', 'nope'],
-                ['resnet50', '--num-proposals', '0']):
+                ['resnet50', '--num-proposals', '0'], ['iresnet50', '--num-classes', '0']):
         with pytest.raises(SystemExit) as exit_info:
             cli.main(bad)
         assert exit_info.value.code == 2

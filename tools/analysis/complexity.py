@@ -131,6 +131,8 @@ def parse_args(argv=None):
         parser.error('--tables prints fixed tables: give no targets and no --table')
     if args.num_proposals is not None and args.num_proposals < 1:
         parser.error('--num-proposals must be at least 1')
+    if args.num_classes is not None and args.num_classes < 1:
+        parser.error(f'--num-classes {args.num_classes}: a classifier needs at least 1 class')
     if args.shape and len(args.shape) > 3:
         parser.error('--shape takes H, H W, or T H W')
     return args
