@@ -391,6 +391,8 @@ def test_bad_input_work_root_of_another_run(smoke, tmp_path):
     (tmp_path / 'other' / 'notes.txt').write_text('not a run')
     with pytest.raises(ToolError, match='is not empty and holds no reproduce_manifest.json'):
         call('--smoke', '--work-root', tmp_path / 'other')
+    with pytest.raises(ToolError, match="--work-root: .*notes.txt' is a file, so no folder"):
+        call('--smoke', '--work-root', tmp_path / 'other' / 'notes.txt' / 'run')
     assert row_snapshots(smoke['root']) == smoke['finished']
 
 

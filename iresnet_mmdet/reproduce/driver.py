@@ -17,17 +17,16 @@ import tempfile
 import time
 from typing import List, Optional, Tuple
 
-from iresnet_mmdet.atomic import write_atomic
 from iresnet_mmdet.errors import ToolError
 
-from . import smoke
+from . import report, slurm, smoke
 from .checks import expected_data, missing_data
 from .cost import SPEED_ROUNDS, Speed, read_speed, speed_arguments, workload
-from .launch import PYTHON, REPRODUCE, synthetic_data_command
+from .launch import synthetic_data_command
+from .output import say, write_json
 from .plan import (Plan, RowPlan, add_estimates, check_rows, is_slurm, make_launcher, plan_row,
-                   test_command, train_command, write_smoke_configs)
-from .report import RowResult, write_results
-from .rows import (FINISHED, INTERRUPTED, NEW, TESTED, read_figures, row_state, select_rows)
+                   row_steps, test_command, train_command, write_smoke_configs)
+from .rows import FINISHED, INTERRUPTED, NEW, TESTED, finish_row, select_rows
 from .settings import MANIFEST, Settings, check_work_root, read_manifest, write_manifest
 
 DEFAULT_WORK_ROOT = osp.join('work_dirs', 'reproduce_ssd300')
@@ -35,10 +34,6 @@ SMOKE_WORK_ROOT = osp.join('work_dirs', 'reproduce_ssd300_smoke')
 SPEED_CACHE = 'speed.json'
 STOPPED = 'stopped'
 _LOG_TAIL = 8
-
-
-def say(text: str = '') -> None:
-    print(text, flush=True)
 
 
 def reproduce(args) -> int:
@@ -90,7 +85,7 @@ def _reproduce(args) -> int:
         plan = Plan(work_root, settings, launcher,
                     [plan_row(row, settings, work_root, texts, scratch) for row in rows], texts)
         if args.collect:
-            return collect(plan)
+            return report.collect(plan)
         check_rows(plan)
         print_header(plan)
         measure_speed(plan, args, scratch)
@@ -102,7 +97,7 @@ def _reproduce(args) -> int:
             print_commands(plan, args.stop_after_epochs)
             return 0
         if is_slurm(plan):
-            return submit(plan)
+            return slurm.submit(plan)
         return run_local(plan, args.stop_after_epochs)
 
 
@@ -234,23 +229,12 @@ def print_commands(plan: Plan, stop_after: Optional[int]) -> None:
     if plan.settings.smoke:
         say(f'  $ {shlex.join(synthetic_data_command(plan.smoke_data, smoke.DATA_ARGUMENTS))}')
     if is_slurm(plan):
-        print_jobs(plan)
+        slurm.print_jobs(plan)
         return
     for rp in plan.rows:
         say(f'  {rp.row.name} ({rp.state.status}):')
-        for step in _steps(plan, rp, stop_after):
+        for step in row_steps(plan, rp, stop_after):
             say(f'    $ {shlex.join(step)}')
-
-
-def _steps(plan: Plan, rp: RowPlan, stop_after: Optional[int] = None) -> List[List[str]]:
-    """The commands a row still needs."""
-    steps = []
-    if rp.state.status in (NEW, INTERRUPTED):
-        stop = stop_after if stop_after and stop_after > rp.state.epoch else None
-        steps.append(train_command(plan, rp, stop))
-    if rp.state.status not in (TESTED, FINISHED):
-        steps.append(test_command(plan, rp))
-    return steps
 
 
 # ---------------------------------------------------------------------------------------------
@@ -261,7 +245,7 @@ def start_run(plan: Plan) -> None:
     write_manifest(plan.work_root, plan.settings)
     record = plan.speed_record
     if record is not None:
-        _write_json(osp.join(plan.work_root, SPEED_CACHE), record)
+        write_json(osp.join(plan.work_root, SPEED_CACHE), record)
     if not plan.settings.smoke:
         return
     write_smoke_configs(plan)
@@ -291,7 +275,7 @@ def run_local(plan: Plan, stop_after: Optional[int]) -> int:
         if outcome:
             say(f'FAILED {outcome}')
             failures.append(outcome)
-    status = finish(plan)
+    status = report.write_table(plan)
     if failures:
         say(f'{len(failures)} rows failed (above); rerun the same command to retry them')
     return 1 if failures else status
@@ -321,22 +305,10 @@ def run_row(plan: Plan, rp: RowPlan, stop_after: Optional[int]) -> Optional[str]
         code, log = run_step(test_command(plan, rp), rp.dirs, 'test')
         if code != 0:
             return f'{name}: the test exited with status {code} (output: {log})'
-    return promote(rp)
-
-
-def promote(rp: RowPlan) -> Optional[str]:
-    """Check the test's metrics and copy them to the row's ``metrics.json``: the row is finished.
-    Returns what is wrong with them, or None."""
-    try:
-        read_figures(rp.dirs.test_metrics, f'row {rp.row.name}')
-    except ToolError as exc:
-        return str(exc)
-    if not osp.exists(rp.dirs.metrics):  # a finished row is never written again
-        with open(rp.dirs.test_metrics) as f:
-            text = f.read()
-        _write_text(rp.dirs.metrics, text)
-    say(f'{rp.row.name}: finished ({rp.dirs.metrics})')
-    return None
+    problem = finish_row(rp.row, rp.dirs)
+    if problem is None:
+        say(f'{name}: finished ({rp.dirs.metrics})')
+    return problem
 
 
 def run_step(command: List[str], dirs, step: str) -> Tuple[int, str]:
@@ -369,152 +341,3 @@ def _last_line(log: str) -> str:
     with open(log, errors='replace') as f:
         lines = [line.strip() for line in f if line.strip()]
     return lines[-1] if lines else 'no output'
-
-
-def _write_text(path: str, text: str) -> None:
-    def write(tmp):
-        with open(tmp, 'w') as f:
-            f.write(text)
-
-    write_atomic(path, write)
-
-
-def _write_json(path: str, record) -> None:
-    _write_text(path, json.dumps(record, indent=2) + '\n')
-
-
-# ---------------------------------------------------------------------------------------------
-# Slurm
-# ---------------------------------------------------------------------------------------------
-def row_job(plan: Plan, rp: RowPlan):
-    return plan.launcher.row_job(rp.row.stem, osp.join(rp.dirs.logs, 'slurm-%j.log'),
-                                 _steps(plan, rp))
-
-
-def table_job(plan: Plan):
-    command = [PYTHON, REPRODUCE, '--work-root', plan.work_root, '--collect', '--rows',
-               *[rp.row.name for rp in plan.rows]]
-    return plan.launcher.table_job('ssd300-table',
-                                   osp.join(plan.work_root, 'slurm-table-%j.log'), command)
-
-
-def print_jobs(plan: Plan) -> None:
-    """The batch jobs the run would submit (``--dry-run --launcher slurm``)."""
-    for rp in plan.rows:
-        if rp.state.status in (TESTED, FINISHED):
-            say(f'  {rp.row.name} ({rp.state.status}): no job')
-            continue
-        script = osp.join(rp.dirs.root, 'slurm_job.sh')
-        say(f'  {rp.row.name} ({rp.state.status}): $ {shlex.join(plan.launcher.submit(script))}')
-        say('    ' + row_job(plan, rp).script.rstrip().replace('\n', '\n    '))
-    script = osp.join(plan.work_root, 'slurm_table_job.sh')
-    say(f"  the table, after the rows' jobs: "
-        f"$ {shlex.join(plan.launcher.submit(script, ['<row job ids>']))}")
-    say('    ' + table_job(plan).script.rstrip().replace('\n', '\n    '))
-
-
-def _queued_jobs(rp: RowPlan) -> List[str]:
-    """The row's earlier jobs that Slurm still lists (pending or running)."""
-    path = osp.join(rp.dirs.logs, 'slurm_jobs.txt')
-    if not osp.isfile(path):
-        return []
-    with open(path) as f:
-        submitted = [line.strip() for line in f if line.strip()]
-    listed = subprocess.run(['squeue', '--noheader', '--format=%i',
-                             f'--jobs={",".join(submitted)}'], capture_output=True, text=True)
-    return [job for job in listed.stdout.split() if job in submitted]
-
-
-def _sbatch(command: List[str]) -> str:
-    result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise ToolError(f"sbatch refused the job ({shlex.join(command)}): "
-                        f"{(result.stderr.strip() or result.stdout.strip()).splitlines()[-1:]}")
-    return result.stdout.strip().split(';')[0]
-
-
-def _submit_job(plan: Plan, job, script: str, after=()) -> str:
-    os.makedirs(osp.dirname(job.output), exist_ok=True)
-    _write_text(script, job.script)
-    os.chmod(script, 0o755)
-    job_id = _sbatch(plan.launcher.submit(script, after))
-    say(f'  submitted job {job_id}: {script}')
-    return job_id
-
-
-def submit(plan: Plan) -> int:
-    """One batch job per row that is not finished, then the job that writes the table."""
-    ids = []
-    for rp in plan.rows:
-        if rp.state.status == FINISHED:
-            continue
-        if rp.state.status == TESTED:
-            promote(rp)
-            continue
-        queued = _queued_jobs(rp)
-        if queued:
-            say(f'{rp.row.name}: job {", ".join(queued)} is queued or running: not submitted '
-                'again')
-            ids += queued
-            continue
-        job_id = _submit_job(plan, row_job(plan, rp), osp.join(rp.dirs.root, 'slurm_job.sh'))
-        with open(osp.join(rp.dirs.logs, 'slurm_jobs.txt'), 'a') as f:
-            f.write(job_id + '\n')
-        ids.append(job_id)
-    if not ids:
-        return finish(plan)
-    table_script = osp.join(plan.work_root, 'slurm_table_job.sh')
-    table_id = _submit_job(plan, table_job(plan), table_script, ids)
-    say(f'job {table_id} writes the table when the rows\' jobs have ended; or rerun this command '
-        'then (it resubmits what did not finish)')
-    return 0
-
-
-# ---------------------------------------------------------------------------------------------
-# The table
-# ---------------------------------------------------------------------------------------------
-def collect(plan: Plan) -> int:
-    """``--collect``: copy tested rows' metrics, write the table; starts nothing."""
-    for rp in plan.rows:
-        if rp.state.status == TESTED:
-            promote(rp)
-    return finish(plan)
-
-
-def _row_result(plan: Plan, rp: RowPlan) -> RowResult:
-    from iresnet_mmdet.evaluation.detection_table import measure_complexity
-    state = row_state(rp.row, rp.dirs, rp.max_epochs)
-    result = RowResult(rp.row.name, rp.config, rp.dirs.root, state.status)
-    if state.status == FINISHED:
-        result.figures = dict(read_figures(rp.dirs.metrics, f'row {rp.row.name}'))
-        result.params, result.gflops = measure_complexity(rp.cfg)
-    if rp.estimate is not None:
-        result.estimate = dict(rp.estimate.record(), **vars(rp.work),
-                               **{f'{k}_img_per_s': v for k, v in
-                                  vars(plan.speed[rp.row.name]).items() if k != 'source'})
-    attempts = osp.join(rp.dirs.logs, 'attempts.jsonl')
-    if osp.isfile(attempts):
-        with open(attempts) as f:
-            result.attempts = [json.loads(line) for line in f if line.strip()]
-    return result
-
-
-def finish(plan: Plan) -> int:
-    """Write the table and the JSON; returns 0 when every chosen row is finished, else 1."""
-    results = [_row_result(plan, rp) for rp in plan.rows]
-    run = {'tool': 'tools/reproduce_table.py', 'work_root': plan.work_root,
-           'settings': plan.settings.record(), 'launcher': plan.launcher.name,
-           'speed': {name: vars(speed) for name, speed in plan.speed.items()}}
-    markdown = write_results(plan.work_root, results, run)
-    say('')
-    if plan.settings.smoke:
-        say('smoke run: reduced models on synthetic data; its figures say nothing about the '
-            "paper's")
-    say(markdown.rstrip())
-    say(f"table: {osp.join(plan.work_root, 'table.md')} (and .csv); everything: "
-        f"{osp.join(plan.work_root, 'results.json')}")
-    unfinished = [r.name for r in results if r.status != FINISHED]
-    if unfinished:
-        say(f"not finished: {', '.join(unfinished)}; rerun the same command to resume them")
-        return 1
-    return 0

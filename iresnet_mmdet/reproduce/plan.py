@@ -8,14 +8,14 @@ import shutil
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-from iresnet_mmdet.atomic import write_atomic
 from iresnet_mmdet.config import load_config
 from iresnet_mmdet.errors import ToolError
 
 from . import checks, smoke
 from .cost import Estimate, Speed, Workload, estimate, innermost_dataset, workload
 from .launch import LocalLauncher, SlurmLauncher, test_options, train_options
-from .rows import FINISHED, NEW, Row, RowDirs, RowState, row_state
+from .output import write_text
+from .rows import FINISHED, INTERRUPTED, NEW, TESTED, Row, RowDirs, RowState, row_state
 from .settings import Settings
 
 
@@ -172,12 +172,7 @@ def write_smoke_configs(plan: Plan) -> None:
                     raise ToolError(f"'{path}' is not the smoke config this version writes: "
                                     'choose a new --work-root for the smoke run')
             continue
-
-        def write(tmp, text=text):
-            with open(tmp, 'w') as f:
-                f.write(text)
-
-        write_atomic(path, write)
+        write_text(path, text)
 
 
 def add_estimates(plan: Plan) -> None:
@@ -215,3 +210,14 @@ def test_command(plan: Plan, rp: RowPlan) -> List[str]:
 
 def is_slurm(plan: Plan) -> bool:
     return isinstance(plan.launcher, SlurmLauncher)
+
+
+def row_steps(plan: Plan, rp: RowPlan, stop_after: Optional[int] = None) -> List[List[str]]:
+    """The commands a row still needs, from its state: train (resuming), then test."""
+    steps = []
+    if rp.state.status in (NEW, INTERRUPTED):
+        stop = stop_after if stop_after and stop_after > rp.state.epoch else None
+        steps.append(train_command(plan, rp, stop))
+    if rp.state.status not in (TESTED, FINISHED):
+        steps.append(test_command(plan, rp))
+    return steps

@@ -12,8 +12,11 @@ from dataclasses import dataclass, field
 from typing import List, Optional
 
 from iresnet_mmdet import paper
-from iresnet_mmdet.atomic import write_atomic
 from iresnet_mmdet.evaluation import detection_table as dt
+
+from .output import say, write_json, write_text
+from .plan import Plan, RowPlan
+from .rows import FINISHED, TESTED, finish_row, read_figures, row_state
 
 TABLE = 'table'
 RESULTS = 'results.json'
@@ -56,14 +59,6 @@ def table_rows(results: List[RowResult]) -> List[dt.TableRow]:
     return dt.with_paper(rows)
 
 
-def _write_text(path: str, text: str) -> None:
-    def write(tmp):
-        with open(tmp, 'w') as f:
-            f.write(text)
-
-    write_atomic(path, write)
-
-
 def _row_record(result: RowResult, table: List[dt.TableRow]) -> dict:
     """One row of the JSON: our figures in percent (unrounded), the paper's and the difference
     as the table prints them."""
@@ -93,11 +88,70 @@ def write_results(work_root: str, results: List[RowResult], run: dict) -> str:
     """
     table = table_rows(results)
     markdown = dt.format_markdown(table)
-    _write_text(osp.join(work_root, f'{TABLE}.md'), markdown)
-    _write_text(osp.join(work_root, f'{TABLE}.csv'), dt.format_csv(table))
+    write_text(osp.join(work_root, f'{TABLE}.md'), markdown)
+    write_text(osp.join(work_root, f'{TABLE}.csv'), dt.format_csv(table))
     document = dict(run, paper=paper.CITATION,
                     table={'markdown': osp.join(work_root, f'{TABLE}.md'),
                            'csv': osp.join(work_root, f'{TABLE}.csv')},
                     rows=[_row_record(result, table) for result in results])
-    _write_text(osp.join(work_root, RESULTS), json.dumps(document, indent=2) + '\n')
+    write_json(osp.join(work_root, RESULTS), document)
     return markdown
+
+
+def row_result(plan: Plan, rp: RowPlan) -> RowResult:
+    """What the run knows of a row now: its state, figures, params and GFLOPs (of the model
+    run, counted as the paper counts them), estimate and attempts."""
+    from iresnet_mmdet.evaluation.detection_table import measure_complexity
+    state = row_state(rp.row, rp.dirs, rp.max_epochs)
+    result = RowResult(rp.row.name, rp.config, rp.dirs.root, state.status)
+    if state.status == FINISHED:
+        result.figures = dict(read_figures(rp.dirs.metrics, f'row {rp.row.name}'))
+        result.params, result.gflops = measure_complexity(rp.cfg)
+    if rp.estimate is not None:
+        speed = {f'{key}_img_per_s': value for key, value in vars(plan.speed[rp.row.name]).items()
+                 if key != 'source'}
+        result.estimate = dict(rp.estimate.record(), **vars(rp.work), **speed)
+    attempts = osp.join(rp.dirs.logs, 'attempts.jsonl')
+    if osp.isfile(attempts):
+        with open(attempts) as f:
+            result.attempts = [json.loads(line) for line in f if line.strip()]
+    return result
+
+
+def write_table(plan: Plan) -> int:
+    """Write and print the table, and write the JSON.
+
+    Returns:
+        int: 0 when every chosen row is finished, else 1.
+    """
+    results = [row_result(plan, rp) for rp in plan.rows]
+    run = {'tool': 'tools/reproduce_table.py', 'work_root': plan.work_root,
+           'settings': plan.settings.record(), 'launcher': plan.launcher.name,
+           'speed': {name: vars(speed) for name, speed in plan.speed.items()}}
+    markdown = write_results(plan.work_root, results, run)
+    say('')
+    if plan.settings.smoke:
+        say("smoke run: reduced models on synthetic data; its figures say nothing about the "
+            "paper's")
+    say(markdown.rstrip())
+    say(f"table: {osp.join(plan.work_root, TABLE + '.md')} (and .csv); everything: "
+        f'{osp.join(plan.work_root, RESULTS)}')
+    unfinished = [r.name for r in results if r.status != FINISHED]
+    if unfinished:
+        say(f"not finished: {', '.join(unfinished)}; rerun the same command to resume them")
+        return 1
+    return 0
+
+
+def finish_tested(plan: Plan) -> None:
+    """Finish every tested row (its metrics copied to ``metrics.json``), saying which."""
+    for rp in plan.rows:
+        if rp.state.status == TESTED:
+            problem = finish_row(rp.row, rp.dirs)
+            say(f'FAILED {problem}' if problem else f'{rp.row.name}: finished ({rp.dirs.metrics})')
+
+
+def collect(plan: Plan) -> int:
+    """``--collect``: finish the tested rows and write the table; starts nothing."""
+    finish_tested(plan)
+    return write_table(plan)

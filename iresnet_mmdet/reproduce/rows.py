@@ -19,6 +19,7 @@ from iresnet_mmdet.errors import ToolError
 from iresnet_mmdet.models import zoo
 
 from .launch import ROOT
+from .output import write_text
 
 #: Row states, in the order a row goes through them.
 NEW, INTERRUPTED, TRAINED, TESTED, FINISHED = 'new', 'interrupted', 'trained', 'tested', 'finished'
@@ -190,3 +191,19 @@ def row_state(row: Row, dirs: RowDirs, max_epochs: int) -> RowState:
             return RowState(TRAINED, epoch, final)
         return RowState(TESTED, epoch, final)
     return RowState(INTERRUPTED if checkpoint else NEW, epoch, checkpoint)
+
+
+def finish_row(row: Row, dirs: RowDirs) -> Optional[str]:
+    """Check a tested row's metrics and copy them to its ``metrics.json``: the row is finished.
+
+    Returns:
+        str or None: What is wrong with the test's metrics, or None.
+    """
+    try:
+        read_figures(dirs.test_metrics, f'row {row.name}')
+    except ToolError as exc:
+        return str(exc)
+    if not osp.exists(dirs.metrics):  # a finished row is never written again
+        with open(dirs.test_metrics) as f:
+            write_text(dirs.metrics, f.read())
+    return None

@@ -11,8 +11,10 @@ import os.path as osp
 from dataclasses import asdict, dataclass, field
 from typing import List, Optional
 
-from iresnet_mmdet.atomic import write_atomic
+from iresnet_mmdet.atomic import output_problem
 from iresnet_mmdet.errors import ToolError
+
+from .output import write_json
 
 MANIFEST = 'reproduce_manifest.json'
 _FORMAT = 1
@@ -72,9 +74,12 @@ def check_work_root(work_root: str, settings: Settings) -> None:
     """Refuse a work root that holds another run, or other files.
 
     Raises:
-        ToolError: If its manifest records other settings, or it is a non-empty folder without
-            a manifest.
+        ToolError: If it cannot be written, its manifest records other settings, or it is a
+            non-empty folder without a manifest.
     """
+    problem = output_problem(work_root, directory=True)
+    if problem:
+        raise ToolError(f'--work-root: {problem}; choose another')
     recorded = read_manifest(work_root)
     if recorded is None:
         if osp.isdir(work_root) and os.listdir(work_root):
@@ -93,13 +98,6 @@ def check_work_root(work_root: str, settings: Settings) -> None:
 def write_manifest(work_root: str, settings: Settings) -> None:
     """Record the settings in a work root (once: an existing manifest is left as it is)."""
     path = manifest_path(work_root)
-    if osp.isfile(path):
-        return
-    text = json.dumps({'tool': 'tools/reproduce_table.py', 'format': _FORMAT,
-                       'settings': settings.record()}, indent=2) + '\n'
-
-    def write(tmp):
-        with open(tmp, 'w') as f:
-            f.write(text)
-
-    write_atomic(path, write)
+    if not osp.isfile(path):
+        write_json(path, {'tool': 'tools/reproduce_table.py', 'format': _FORMAT,
+                          'settings': settings.record()})
