@@ -26,10 +26,11 @@ clean-venv:
 # converter architecture, mmdet's other R-50 configs), and the two tests that assert torch
 # 2.6+'s own behaviour (plain torch.load refusing code; torch's own error texts).
 FLOOR_VENV ?= .venv-floor
-FLOOR_TESTS ?= tests/test_package.py tests/test_checkpoint_compat.py tests/test_engine.py \
-	tests/test_backbones.py tests/test_resnet_contract.py tests/test_configs.py \
-	tests/test_fpn_configs.py tests/test_converter.py tests/test_evaluation.py \
-	tests/test_evaluation_metric.py tests/test_tools.py tests/test_custom_dataset.py
+FLOOR_TESTS ?= tests/test_package.py tests/test_compat.py tests/test_checkpoint_compat.py \
+	tests/test_engine.py tests/test_backbones.py tests/test_resnet_contract.py \
+	tests/test_configs.py tests/test_fpn_configs.py tests/test_converter.py \
+	tests/test_evaluation.py tests/test_evaluation_metric.py tests/test_tools.py \
+	tests/test_custom_dataset.py
 FLOOR_K ?= not (every_variant_and_depth or imagenet_parameter_counts or mmdet_r50_config_with_only \
 	or 101 or (round_trip_every and not iresnet50]) or (config_builds_trains_and_predicts and group))
 FLOOR_DESELECT ?= --deselect tests/test_engine.py::test_arbitrary_callables_are_still_refused \

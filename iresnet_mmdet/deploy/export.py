@@ -13,9 +13,34 @@ from ..checkpoint import check_fits, load_checkpoint
 from ..config import load_config
 from ..engine.model_checks import check_model_types
 from ..errors import ToolError
-from .graph import DetectorGraph, Preprocess, RawDetectorGraph
-from .nms import ONNX_TRANSLATIONS
-from .runtime import METADATA_PREFIX, OUTPUTS_DETECTIONS, OUTPUTS_RAW
+
+
+def require_exporter():
+    """Check that this environment can export, before importing what needs it.
+
+    Raises:
+        ToolError: Without torch's ``torch.export``-based ONNX exporter with custom translations
+            and ``torch.library.custom_op`` (torch >= 2.6), or without the ``[deploy]`` packages.
+    """
+    import importlib.util
+    import inspect
+    if not (hasattr(torch.library, 'custom_op')
+            and 'custom_translation_table' in inspect.signature(torch.onnx.export).parameters):
+        raise ToolError(f'ONNX export needs torch 2.6 or newer (its torch.export-based exporter); '
+                        f'this is torch {torch.__version__}. onnx_infer.py runs exported models '
+                        'with any torch, or none')
+    missing = [name for name in ('onnx', 'onnxscript', 'onnxruntime')
+               if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ToolError(f'ONNX export needs {", ".join(missing)}: pip install '
+                        '"iresnet-mmdet[deploy]" (in a checkout: pip install -r '
+                        'requirements/deploy.txt)')
+
+
+require_exporter()
+from .graph import DetectorGraph, Preprocess, RawDetectorGraph  # noqa: E402
+from .nms import ONNX_TRANSLATIONS  # noqa: E402
+from .runtime import METADATA_PREFIX, OUTPUTS_DETECTIONS, OUTPUTS_RAW  # noqa: E402
 
 DETECTION_OUTPUTS = ('boxes', 'scores', 'labels', 'num_detections')
 
