@@ -47,7 +47,8 @@ import torch.nn as nn
 
 import iresnet_mmdet  # noqa: F401  (registers the backbones)
 from iresnet_mmdet.analysis.complexity import model_complexity
-from iresnet_mmdet.errors import ToolError, run_main
+from iresnet_mmdet.atomic import write_atomic
+from iresnet_mmdet.errors import ToolError, check_range, run_main
 from iresnet_mmdet.models import zoo
 from mmdet.registry import MODELS
 
@@ -264,6 +265,9 @@ def main():
                         default='auto', help='the allocator to measure under (module docstring)')
     parser.add_argument('--result-file', help=argparse.SUPPRESS)  # used by --runs
     args = parser.parse_args()
+    for option, low in (('--size', 32), ('--batch', 1), ('--repeats', 1), ('--runs', 1),
+                        ('--threads', 1)):
+        check_range(option, getattr(args, option[2:]), low)
     rerun_with_allocator(args.malloc)
     threads = args.threads or torch.get_num_threads()
     print(f'input {args.batch}x3x{args.size}x{args.size}, {threads} threads, '
@@ -276,8 +280,7 @@ def main():
         return
     rows, models, x = measure(args)
     if args.result_file:
-        with open(args.result_file, 'w') as f:
-            json.dump(rows, f)
+        write_atomic(args.result_file, lambda tmp: _write_json(tmp, rows))
         return
     print(f'\nAgainst {RESNET} (target: time / MAC ratio <= {TARGET}):')
     print_ratios(rows, RESNET)
@@ -286,6 +289,11 @@ def main():
     if args.breakdown:
         for name, model, (s, _) in zip(BACKBONES, models, rows.values()):
             print_breakdown(name, breakdown(model, x, args.repeats), s * 1e3)
+
+
+def _write_json(path, obj):
+    with open(path, 'w') as f:
+        json.dump(obj, f)
 
 
 if __name__ == '__main__':

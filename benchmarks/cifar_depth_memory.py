@@ -126,6 +126,10 @@ def main(argv=None) -> int:
     if args.child:
         child(args)
         return 0
+    from iresnet_mmdet.errors import check_range
+    check_range('--batch', args.batch, 1)
+    check_range('--max-gib', args.max_gib, 0.01)
+    check_range('--threads', args.threads, 1)
 
     from iresnet_mmdet.models.backbones.variants import CIFAR_DEPTHS
     unknown = sorted(set(args.depths) - set(CIFAR_DEPTHS))
@@ -163,4 +167,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    from iresnet_mmdet.errors import run_main
+    run_main(main)

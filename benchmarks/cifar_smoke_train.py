@@ -29,6 +29,8 @@ import torch.nn.functional as F
 from mmengine.logging import MMLogger
 
 import iresnet_mmdet  # noqa: F401
+from iresnet_mmdet.atomic import check_output, write_output
+from iresnet_mmdet.errors import ToolError, check_range, run_main
 from iresnet_mmdet.models import build_classifier
 
 NAMES = dict(iresnet='iResNet', resnet='ResNet')
@@ -142,6 +144,7 @@ def main(argv=None) -> int:
     parser.add_argument('--threads', type=int, help='torch threads (default: torch\'s choice)')
     parser.add_argument('--json', help='write the curves to this file')
     args = parser.parse_args(argv)
+    check_args(args)
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -161,11 +164,26 @@ def main(argv=None) -> int:
     print('|---|---|---|---|---|---|')
     for result in results:
         print(summary(result, window))
-    if args.json:
-        with open(args.json, 'w') as f:
-            json.dump(dict(args=vars(args), results=results), f, indent=1)
+    if args.json:  # printed above: a failed write loses nothing
+        curves = dict(args=vars(args), results=results)
+        write_output(args.json, lambda tmp: _write_json(tmp, curves), ToolError)
     return 0
 
 
+def check_args(args):
+    """Numeric options in range and the --json file writable, before the work."""
+    for option, low in (('--steps', 1), ('--batch', 1), ('--images', 1), ('--warmup-steps', 0),
+                        ('--cp-blocks', 1), ('--threads', 1)):
+        check_range(option, getattr(args, option[2:].replace('-', '_')), low)
+    if args.lr is not None and not args.lr > 0:
+        raise ToolError(f'--lr {args.lr:g}: give a positive learning rate')
+    check_output(args.json, '--json', ToolError)
+
+
+def _write_json(path, obj):
+    with open(path, 'w') as f:
+        json.dump(obj, f, indent=1)
+
+
 if __name__ == '__main__':
-    raise SystemExit(main())
+    run_main(main)

@@ -64,6 +64,7 @@ warnings.filterwarnings('ignore', message='This DataLoader will create')
 import numpy as np  # noqa: E402
 from mmengine.config import DictAction  # noqa: E402
 
+from iresnet_mmdet.atomic import write_output  # noqa: E402
 from iresnet_mmdet.errors import ToolError, run_main  # noqa: E402
 
 # (width, height, share): an approximation of COCO train2017's image sizes. Published statistics:
@@ -489,10 +490,14 @@ def main(argv=None):
                       transforms=[dict(transform=n, mmdet_ms=b, config_ms=a)
                                   for n, b, a in zip(names, times['mmdet'], times['config'])],
                       loaders=rows)
-        with open(args.json, 'w') as f:
-            json.dump(record, f, indent=1)
+        write_output(args.json, lambda tmp: _write_json(tmp, record), ToolError)
         print(f'\nwritten to {args.json}')
     return 0
+
+
+def _write_json(path, obj):
+    with open(path, 'w') as f:
+        json.dump(obj, f, indent=1)
 
 
 if __name__ == '__main__':

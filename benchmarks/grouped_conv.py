@@ -184,6 +184,10 @@ def parse_args(argv=None):
         raise ToolError(f'config not found: {missing[0]} (give a path to a .py config)')
     if args.batch < 1 or args.size < 32 or args.repeats < 1:
         raise ToolError('needs --batch >= 1, --size >= 32, --repeats >= 1')
+    if args.threads is not None and args.threads < 1:
+        raise ToolError(f'--threads {args.threads}: give 1 or more')
+    if any(k < 2 for k in args.merge):
+        raise ToolError(f'--merge {args.merge}: merge-K needs K >= 2')
     return args
 
 

@@ -102,6 +102,15 @@ def check_output(path, option, error=ValueError, directory=False):
         raise error(f'{option}: {problem}; choose another path')
 
 
+def _unused_name(folder, name, target):
+    """``folder/name``, or ``folder/rescued-<n>-name`` where that exists or is the target."""
+    candidate, number = osp.join(folder, name), 0
+    while osp.exists(candidate) or osp.abspath(candidate) == osp.abspath(target):
+        number += 1
+        candidate = osp.join(folder, f'rescued-{number}-{name}')
+    return candidate
+
+
 def write_output(path, write, error=OSError):
     """:func:`write_atomic`, and if that fails, keep the result elsewhere and say where.
 
@@ -123,11 +132,8 @@ def write_output(path, write, error=OSError):
         return
     except OSError as exc:
         reason = exc.strerror or str(exc)
-    name = osp.basename(path) or 'output'
     for folder in (os.getcwd(), tempfile.gettempdir()):
-        rescue = osp.join(folder, name)
-        if osp.abspath(rescue) == osp.abspath(path) or osp.exists(rescue):
-            rescue = osp.join(folder, f'rescued-{os.getpid()}-{name}')
+        rescue = _unused_name(folder, osp.basename(path) or 'output', path)
         try:
             write_atomic(rescue, write)
         except OSError:

@@ -10,6 +10,7 @@ path, without torch or mmdet), and nothing of the package: every other module ma
 :class:`ToolError`.
 """
 import json
+import math
 import os
 import pickle
 import re
@@ -22,6 +23,30 @@ _REGISTRY_MISS = re.compile(r'(\S+) is not in the (\S+) registry')
 
 class ToolError(Exception):
     """Bad input to a tool, with a message that names the problem and the fix."""
+
+
+def check_range(option, value, low=None, high=None):
+    """A numeric command-line option must be finite and within ``[low, high]``.
+
+    Args:
+        option (str): The option as the user wrote it (``'--batch'``).
+        value (int or float or None): Its value; None (not given) passes.
+        low (float, optional): The smallest value allowed.
+        high (float, optional): The largest value allowed.
+
+    Raises:
+        ToolError: e.g. ``"--batch 0: give 1 or more"``.
+    """
+    if value is None:
+        return
+    if (math.isfinite(value) and (low is None or value >= low)
+            and (high is None or value <= high)):
+        return
+    if low is not None and high is not None:
+        wanted = f'a number in [{low:g}, {high:g}]'
+    else:
+        wanted = f'{low:g} or more' if low is not None else f'{high:g} or less'
+    raise ToolError(f'{option} {value:g}: give {wanted}')
 
 
 def launcher_rank():

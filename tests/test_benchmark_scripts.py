@@ -86,3 +86,33 @@ def test_grouped_conv_shapes_of_a_backbone():
         expected[((2, width, size, size), width, 64, 1)] = blocks - 1
     assert shapes == expected
     assert not any(m._forward_pre_hooks for m in model.modules())
+
+
+def load_tool(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / 'tools' / 'analysis' / f'{name}.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bad_options_and_outputs_are_refused_before_the_work(tmp_path):
+    (tmp_path / 'a_file').write_text('')
+    under_file = str(tmp_path / 'a_file' / 'out.json')
+    smoke, memory, gconv = (load_script(n) for n in
+                            ('cifar_smoke_train', 'cifar_depth_memory', 'grouped_conv'))
+    evaluation = load_tool('benchmark_eval')
+    cases = [(smoke.main, ['--steps', '0'], '--steps 0: give 1 or more'),
+             (smoke.main, ['--threads', '-3'], '--threads -3: give 1 or more'),
+             (smoke.main, ['--lr', '-1'], '--lr -1: give a positive learning rate'),
+             (smoke.main, ['--json', under_file], 'is a file, so no folder can be made'),
+             (memory.main, ['--batch', '0'], '--batch 0: give 1 or more'),
+             (gconv.main, ['--threads', '0', str(ROOT / 'configs' / 'ssd300' /
+                                                   'ssd300_iresgroup50_8xb32-65e_coco.py')],
+              '--threads 0: give 1 or more'),
+             (evaluation.main, ['--images', '0'], '--images 0: give 1 or more'),
+             (evaluation.main, ['--boxes-per-image', 'nan'], '--boxes-per-image nan'),
+             (evaluation.main, ['--json', str(tmp_path)], 'is a directory, not a file')]
+    for main, argv, message in cases:
+        with pytest.raises(ToolError) as caught:
+            main(argv)
+        assert message in str(caught.value), (argv, str(caught.value))

@@ -4,6 +4,7 @@ The models have random weights, with BN statistics measured on a few random imag
 activations have a realistic scale. The reference is always mmdet's own PyTorch model.
 """
 import contextlib
+import copy
 import glob
 import importlib.util
 import io
@@ -404,6 +405,19 @@ def test_export_bad_input(demo_checkpoint, tmp_path, capsys):
     assert not (tmp_path / 'out').exists()
 
 
+def test_export_checks_its_options_and_output_before_the_work(demo_checkpoint, tmp_path):
+    from iresnet_mmdet.errors import ToolError
+    tool = load_tool(EXPORT)
+    (tmp_path / 'a_file').write_text('')
+    for extra, message in ((['--threads', '0'], '--threads 0 is not a thread count'),
+                           (['--out', str(tmp_path / 'a_file' / 'm.onnx')], 'is a file, so no'),
+                           (['--out', str(tmp_path)], 'is a directory, not a file')):
+        with pytest.raises(ToolError, match=re.escape(message)):
+            tool.main([DEMO_CONFIG, str(demo_checkpoint[0]), '--out',
+                       str(tmp_path / 'model.onnx'), *extra])
+    assert not (tmp_path / 'model.onnx').exists()
+
+
 def test_onnx_infer_bad_input(demo_onnx, synthetic_data, tmp_path):
     import onnx
     from onnx import TensorProto, helper
@@ -427,6 +441,76 @@ def test_onnx_infer_bad_input(demo_onnx, synthetic_data, tmp_path):
         assert result.stderr.startswith('error: ') and message in result.stderr, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
         assert not out_dir.exists()
+
+
+def test_verifier_fails_when_the_onnx_detections_differ(demo_checkpoint, synthetic_data,
+                                                        tmp_path, monkeypatch):
+    # The exported detections graph gets other class scores (one class's logit raised) than the
+    # checkpoint's model, its raw head export does not: only the detections differ.
+    from iresnet_mmdet.deploy import export as export_module
+    build_graph = export_module.build_graph
+
+    def changed_graph(model, input_shape, raw=False):
+        if raw:
+            return build_graph(model, input_shape, raw)
+        changed = copy.deepcopy(model)
+        classes = changed.bbox_head.cls_out_channels
+        with torch.no_grad():
+            for branch in changed.bbox_head.cls_convs:
+                branch[-1].bias.view(-1, classes)[:, 0] += 2.0
+        return build_graph(changed, input_shape, raw)
+
+    monkeypatch.setattr(export_module, 'build_graph', changed_graph)
+    status, text = export(DEMO_CONFIG, demo_checkpoint[0], '--out', tmp_path / 'changed.onnx',
+                          '--verify', 2, '--cfg-options',
+                          f'test_dataloader.dataset.data_root={synthetic_data}/')
+    numbers = report_numbers(text)
+    assert status == 1 and 'result: FAILED' in text, text
+    assert numbers['raw'] <= 1e-4  # the head outputs of the raw export are the model's
+    assert numbers['compared'] > 0 and numbers['matched'] < numbers['compared'], text
+
+
+def test_onnx_infer_keeps_inputs_with_the_same_name_apart(demo_onnx, synthetic_data, tmp_path):
+    import shutil
+    first, second = tmp_path / 'a' / 'x.jpg', tmp_path / 'b' / 'x.jpg'
+    for source, target in ((synthetic_data / 'val' / '000000.jpg', first),
+                           (synthetic_data / 'val' / '000001.jpg', second)):
+        target.parent.mkdir()
+        shutil.copy(source, target)
+    out_dir = tmp_path / 'results'
+    result = run_tool(INFER, demo_onnx[0], first, second, '--out-dir', out_dir)
+    assert result.returncode == 0, result.stderr
+    assert (out_dir / 'a' / 'x.png').is_file() and (out_dir / 'b' / 'x.png').is_file()
+    detections = json.loads((out_dir / 'detections.json').read_text())
+    by_image = {key: [d for d in detections if d['image_id'] == key] for key in ('a/x', 'b/x')}
+    assert len(detections) == len(by_image['a/x']) + len(by_image['b/x'])
+    for key, source in (('a/x', '000000.jpg'), ('b/x', '000001.jpg')):  # as each one alone
+        alone = tmp_path / key
+        check = run_tool(INFER, demo_onnx[0], synthetic_data / 'val' / source, '--out-dir', alone)
+        assert check.returncode == 0, check.stderr
+        expected = json.loads((alone / 'detections.json').read_text())
+        assert [d['bbox'] for d in by_image[key]] == [d['bbox'] for d in expected]
+        assert by_image[key]
+
+
+def test_onnx_infer_options_checked_before_any_output(demo_onnx, synthetic_data, tmp_path):
+    tool = load_tool(INFER)
+    runtime = tool.load_runtime()
+    good = str(synthetic_data / 'val' / '000000.jpg')
+    (tmp_path / 'a_file').write_text('')
+    cases = [(['--score-thr', '5'], '--score-thr 5 is not a score'),
+             (['--score-thr', 'nan'], '--score-thr nan is not a score'),
+             (['--threads', '-3'], '--threads -3 is not a thread count'),
+             (['--out-dir', str(tmp_path / 'a_file' / 'out')], 'is a file, so no folder'),
+             (['--out-dir', str(tmp_path / 'a_file')], 'is a file, not a directory')]
+    for extra, message in cases:
+        argv = [str(demo_onnx[0]), good, '--out-dir', str(tmp_path / 'results'), *extra]
+        with pytest.raises(runtime.DeployError, match=re.escape(message)):
+            tool.main(argv, runtime=runtime)
+    with pytest.raises(runtime.DeployError, match='given twice'):
+        tool.main([str(demo_onnx[0]), good, good, '--out-dir', str(tmp_path / 'r')],
+                  runtime=runtime)
+    assert not (tmp_path / 'results').exists() and not (tmp_path / 'r').exists()
 
 
 @pytest.mark.skipif(not osp.isfile(osp.join(TRAINED_DIR, 'last_checkpoint'))

@@ -14,13 +14,19 @@ are identical, and exits with status 1 if they differ or the speed-up is below -
 import argparse
 import hashlib
 import json
+import os.path as osp
 import sys
 import time
 from collections import Counter
 
-from iresnet_mmdet.coco_figures import FIGURE_NAMES
-from iresnet_mmdet.evaluation.coco_eval import evaluate_bbox, load_gt, validate_detections
-from iresnet_mmdet.evaluation.synthetic import make_coco_case
+sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))  # repo root
+
+from iresnet_mmdet.atomic import check_output, write_output  # noqa: E402
+from iresnet_mmdet.errors import ToolError, run_main  # noqa: E402
+from iresnet_mmdet.coco_figures import FIGURE_NAMES  # noqa: E402
+from iresnet_mmdet.evaluation.coco_eval import (  # noqa: E402
+    evaluate_bbox, load_gt, validate_detections)
+from iresnet_mmdet.evaluation.synthetic import make_coco_case  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -38,6 +44,17 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+def check_args(args):
+    """Sizes of the case in range and the --json file writable, before the work."""
+    for option, value in (('--images', args.images), ('--categories', args.categories),
+                          ('--max-dets', args.max_dets), ('--repeat', args.repeat)):
+        if value < 1:
+            raise ToolError(f'{option} {value}: give 1 or more')
+    if not 0 < args.boxes_per_image < 1e4:
+        raise ToolError(f'--boxes-per-image {args.boxes_per_image:g}: give a positive number')
+    check_output(args.json, '--json', ToolError)
+
+
 def time_backend(gt, dets, backend, repeat):
     best, result = float('inf'), None
     for _ in range(repeat):
@@ -49,6 +66,7 @@ def time_backend(gt, dets, backend, repeat):
 
 def main(argv=None):
     args = parse_args(argv)
+    check_args(args)
     tic = time.perf_counter()
     gt, dets = make_coco_case(num_images=args.images, num_categories=args.categories,
                               boxes_per_image=args.boxes_per_image, max_dets=args.max_dets,
@@ -79,10 +97,10 @@ def main(argv=None):
     for n in FIGURE_NAMES:
         print(f'{n:>6} {ref[n]:20.17f} {fast[n]:20.17f}{"" if fast[n] == ref[n] else "  DIFFERS"}')
     print(f'all twelve figures identical: {identical}')
-    if args.json:
-        with open(args.json, 'w') as f:
-            json.dump(dict(case_sha256=digest, seconds=times, speedup=ratio,
-                           identical=identical, figures=figures), f, indent=1)
+    if args.json:  # printed above: a failed write loses nothing
+        measured = dict(case_sha256=digest, seconds=times, speedup=ratio, identical=identical,
+                        figures=figures)
+        write_output(args.json, lambda tmp: _write_json(tmp, measured), ToolError)
     ok = identical and ratio >= args.min_speedup
     if not ok:
         print('FAIL: ' + ('figures differ' if not identical else
@@ -90,5 +108,10 @@ def main(argv=None):
     return 0 if ok else 1
 
 
+def _write_json(path, obj):
+    with open(path, 'w') as f:
+        json.dump(obj, f, indent=1)
+
+
 if __name__ == '__main__':
-    sys.exit(main())
+    run_main(main)

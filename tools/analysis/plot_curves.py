@@ -17,6 +17,7 @@ from collections import defaultdict
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))  # repo root
 
+from iresnet_mmdet.atomic import check_output, write_output  # noqa: E402
 from iresnet_mmdet.errors import ToolError, run_main  # noqa: E402
 
 
@@ -100,7 +101,7 @@ def plot(curves, out, title=None):
 
     Args:
         curves (list): ``(label, loss, metric, metric_key)`` per work dir.
-        out (str): PNG file.
+        out (str): Image file (format from its extension, e.g. ``.png``), written atomically.
         title (str, optional): Figure title.
     """
     import matplotlib
@@ -126,12 +127,15 @@ def plot(curves, out, title=None):
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
+    try:
+        write_output(out, lambda tmp: fig.savefig(tmp, dpi=120), ToolError)
+    finally:
+        plt.close(fig)
 
 
 def main(argv=None):
     args = parse_args(argv)
+    check_output(args.out, '--out', ToolError)
     labels = args.labels or [osp.basename(osp.normpath(d)) for d in args.work_dirs]
     curves = []
     for label, work_dir in zip(labels, args.work_dirs):

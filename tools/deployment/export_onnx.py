@@ -25,6 +25,7 @@ import warnings
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))  # repository
 warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
 
+from iresnet_mmdet.atomic import check_output  # noqa: E402
 from iresnet_mmdet.errors import ToolError, run_main  # noqa: E402
 
 
@@ -60,8 +61,9 @@ def main(argv=None):
                         'network input height and width in pixels (at least 32)')
     if args.verify < 0:
         raise ToolError('--verify N needs N >= 0 images')
-    if osp.isdir(args.out):
-        raise ToolError(f"--out '{args.out}' is a directory; give the ONNX file to write")
+    if args.threads is not None and args.threads < 1:
+        raise ToolError(f'--threads {args.threads} is not a thread count; give 1 or more')
+    check_output(args.out, '--out', ToolError)
     start = time.perf_counter()
     model, cfg, ckpt = export.load_detector(args.config, args.checkpoint, args.cfg_options)
     input_shape = tuple(args.shape) if args.shape else export.default_input_shape(cfg, model)
@@ -70,7 +72,11 @@ def main(argv=None):
         model = export.fuse_conv_bn(copy.deepcopy(model) if args.verify else model, input_shape)
     graph = export.build_graph(model, input_shape, raw=args.raw)
     props = export.metadata(cfg, ckpt, model, input_shape, args.raw, args.config)
-    export.export_onnx(graph, args.out, input_shape, props, dynamic_batch=args.dynamic_batch)
+    try:
+        export.export_onnx(graph, args.out, input_shape, props, dynamic_batch=args.dynamic_batch)
+    except OSError as exc:  # checked writable before; e.g. the disk filled up meanwhile
+        raise ToolError(f'cannot write --out {args.out} ({exc.strerror or exc}); nothing was '
+                        'written, run the export again with another --out') from None
     seconds = time.perf_counter() - start
     batch = 'B' if args.dynamic_batch else '1'
     outputs = ', '.join(export.output_names(graph))
