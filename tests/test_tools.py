@@ -371,6 +371,9 @@ def test_plot_curves(setup, tmp_path):
     plot_curves.main([str(setup['work_dir']), str(setup['work_dir']), '--labels', 'a', 'b',
                       '--out', str(out)])
     assert out.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
+    (tmp_path / 'a_file').write_text('')
+    with pytest.raises(ToolError, match='is a file, so no folder can be made under it'):
+        plot_curves.main([str(setup['work_dir']), '--out', str(tmp_path / 'a_file' / 'c.png')])
 
 
 # ---- bad input: one "error:" line, exit status 2, no traceback --------------------------------
