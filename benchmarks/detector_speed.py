@@ -602,6 +602,22 @@ def check_args(args) -> None:
                         f"'{osp.dirname(osp.abspath(args.json))}' does not exist")
 
 
+def check_variant_support(variants, device) -> None:
+    """``compile`` needs a working compiler, ``onnxruntime`` its packages."""
+    if any('compile' in variant_parts(v) for v in variants):
+        from iresnet_mmdet.engine.compile import compile_failure
+        reason = compile_failure(device)
+        if reason:
+            raise ToolError(f'variant compile: torch.compile does not work on {device} '
+                            f'({reason}); drop it from --variants')
+    if any('onnxruntime' in variant_parts(v) for v in variants):
+        missing = [name for name in ('onnx', 'onnxruntime', 'onnxscript')
+                   if importlib.util.find_spec(name) is None]
+        if missing:
+            raise ToolError(f"variant onnxruntime needs {', '.join(missing)}: pip install "
+                            '.[deploy] (or drop it from --variants)')
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('configs', nargs='*', help='config files or mmdet:: names (default: see '
@@ -650,18 +666,7 @@ def main(argv=None):
     allocator = os.environ.get(MALLOC_ENV, 'system')
     if args.threads:
         torch.set_num_threads(args.threads)
-    if any('compile' in variant_parts(v) for v in variants):
-        from iresnet_mmdet.engine.compile import compile_failure
-        reason = compile_failure(args.device)
-        if reason:
-            raise ToolError(f'variant compile: torch.compile does not work on {args.device} '
-                            f'({reason}); drop it from --variants')
-    if any('onnxruntime' in variant_parts(v) for v in variants):
-        missing = [name for name in ('onnx', 'onnxruntime', 'onnxscript')
-                   if importlib.util.find_spec(name) is None]
-        if missing:
-            raise ToolError(f"variant onnxruntime needs {', '.join(missing)}: pip install "
-                            '.[deploy] (or drop it from --variants)')
+    check_variant_support(variants, args.device)
     from iresnet_mmdet.analysis.complexity import model_complexity
     gflops = {c: model_complexity(load_model_config(c), (3, args.size, args.size),
                                   'paper')['gflops'] for c in configs}

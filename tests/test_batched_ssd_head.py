@@ -184,7 +184,7 @@ def test_shared_best_prior_goes_to_the_last_box():
     assert (bbox_overlaps(boxes[2:], priors).max(dim=1).values < 0.5).all()
 
 
-# ---- losses and gradients -------------------------------------------------------------------------
+# ---- losses and gradients ------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize('kind', ['mixed', 'batch1', 'tiny', 'all_empty'])
@@ -275,7 +275,7 @@ def test_checkpoint_keys_unchanged():
     assert isinstance(batched.bbox_head, type(fixed.bbox_head))
 
 
-# ---- bad input ------------------------------------------------------------------------------------
+# ---- bad input -----------------------------------------------------------------------------------
 
 
 def test_zero_width_boxes_are_left_out():
@@ -336,7 +336,7 @@ def test_amp_overflow_step_is_skipped():
     assert all(torch.equal(p, b) for p, b in zip(batched.parameters(), before))
 
 
-# ---- predictions ----------------------------------------------------------------------------------
+# ---- predictions ---------------------------------------------------------------------------------
 
 
 def assert_same_detections(got, expected, box_tol=1e-3):
@@ -478,7 +478,7 @@ def test_demo_predictions_and_coco_figures_equal_mmdets(demo_data):
     assert stats[0] > (0.3 if trained else -1)
 
 
-# ---- launch overhead ------------------------------------------------------------------------------
+# ---- launch overhead -----------------------------------------------------------------------------
 
 #: ops that synchronise with the host or whose output shape depends on the data
 SYNC_OPS = {'_local_scalar_dense', 'item', 'nonzero', 'nonzero_static', 'masked_select',

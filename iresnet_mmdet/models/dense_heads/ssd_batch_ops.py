@@ -351,8 +351,9 @@ def batched_nms_keep(boxes: Tensor, scores: Tensor, image_ids: Tensor, labels: T
     for first, num_images, num_boxes in nms_chunks(counts, max_boxes):
         part = slice(start, start + num_boxes)
         groups = (image_ids[part] - first) * num_classes + labels[part]
-        shifted = boxes[part] + nms_offsets(groups, num_images * num_classes, boxes[part])
-        keeps.append(nms(shifted, scores[part], iou_threshold)[1] + start)
+        part_boxes = boxes[part].float()  # float16 (AMP) cannot hold shifted coordinates
+        shifted = part_boxes + nms_offsets(groups, num_images * num_classes, part_boxes)
+        keeps.append(nms(shifted, scores[part].float(), iou_threshold)[1] + start)
         start += num_boxes
     return torch.cat(keeps) if keeps else image_ids.new_zeros(0)
 
