@@ -1,9 +1,10 @@
 """Image loading that names a bad image file: skip it with a warning, or stop with one clear error.
 
 mmcv's ``LoadImageFromFile`` stops on an undecodable file with an assertion, inside a DataLoader
-worker, and some OpenCV builds decode a truncated JPEG without complaint (the missing part grey).
-:class:`SafeLoadImageFromFile` decodes exactly as mmcv's does, but first checks that a JPEG file is
-complete, and on a file that cannot be read, is truncated or cannot be decoded either
+worker. :class:`SafeLoadImageFromFile` decodes exactly as mmcv's does, but first checks that a
+JPEG file is complete (libjpeg reports a premature end only as a warning; OpenCV 4.11 and 5.1
+then return no image, other decoders or versions may return one with its missing part grey), and
+on a file that cannot be read, is truncated or cannot be decoded either
 
 * skips it (``skip_bad_images=True``): logs a warning naming the file and the running count of
   skipped images of the process, and returns None, so that mmengine's ``BaseDataset`` (in

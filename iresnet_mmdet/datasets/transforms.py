@@ -139,7 +139,9 @@ class FastMinIoURandomCrop(MinIoURandomCrop):
         patches, valid = self.draw_patches(width, height)
         if len(boxes):
             ious = patch_ious(patches.astype(np.float32), boxes)
-            valid &= ~(ious.min(axis=1) < min_iou)
+            # in float64, as mmdet compares its float32 IoU scalar with the float64 mode (also
+            # under numpy 1's value-based casting, which would compare an array in float32)
+            valid &= ~(ious.min(axis=1).astype(np.float64) < float(min_iou))
             valid &= centers_in_patches(boxes, patches).any(axis=1)
         accepted = np.flatnonzero(valid)
         return patches[accepted[0]] if len(accepted) else None
