@@ -90,7 +90,7 @@ if ! "$VENV/bin/python" -c "import mmcv, mmcv._ext; assert mmcv.__version__ == '
         say "installing mmcv 2.1.0 from pip's cache of an earlier build"
     else
         say "building mmcv 2.1.0 from source with its C++ ops."
-        say "This takes 15-20 minutes on a 2-core CPU (once: pip caches the wheel). Please wait."
+        say "This takes minutes (measured times: docs/install.md; once: pip caches the wheel)."
     fi
     step "installing mmcv 2.1.0 (MMCV_WITH_OPS=1)" \
         env MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-2}" FORCE_CUDA=0 \

@@ -67,11 +67,14 @@ MMDET_BASELINES = {
 }
 TABLES = ('ssd300', 'imagenet', 'cifar', 'video', 'fpn')
 PAPER_TABLES = TABLES[:4]
+CIFAR_COLUMN = 'GFLOPs (paper CIFAR counter)'
 LEGEND = {
+    # {cifar}: the CIFAR counter's sentence, only where a table has its column (paper_legend)
     'paper': 'GFLOPs (paper counter): thop 0.0.23 (mid-2019) op count, the convention of the '
-             'paper\'s ImageNet, SSD300 and video tables; GFLOPs (paper CIFAR counter): the same '
-             'rules with every call counted (each ReLU application), the convention of its CIFAR '
-             'table; GMACs: conv+linear multiply-accumulates (mmengine/fvcore).',
+             'paper\'s ImageNet, SSD300 and video tables; {cifar}GMACs: conv+linear '
+             'multiply-accumulates (mmengine/fvcore).',
+    'cifar': CIFAR_COLUMN + ': the same rules with every call counted (each ReLU application), '
+             'the convention of its CIFAR table; ',
     'fpn': 'GMACs: conv+linear multiply-accumulates (mmengine/fvcore, what mmdet\'s get_flops.py '
            'prints as "Flops") at mmdet\'s 1280x800 input; two-stage detectors on the RPN\'s '
            'maximum of proposals (test_cfg.rpn.max_per_img, 1000; the mask head on the first '
@@ -186,17 +189,24 @@ def paper_table(name, shape):
                           complexity_rows(VIDEO_ARCHS, shape, 174))
 
 
+def paper_legend(tables):
+    """The legend of the paper's conventions, naming only the columns that ``tables`` have."""
+    return LEGEND['paper'].format(cifar=LEGEND['cifar'] if CIFAR_COLUMN in tables else '')
+
+
 def print_tables(names, shape, num_proposals=None):
     """The named tables, then the legend of their conventions."""
+    tables = []
     for name in names:
         if name == 'fpn':
-            print(detector_table(complexity_rows(fpn_configs(), shape,
-                                                 num_proposals=num_proposals)))
+            tables.append(detector_table(complexity_rows(fpn_configs(), shape,
+                                                         num_proposals=num_proposals)))
         else:
-            print(paper_table(name, shape))
+            tables.append(paper_table(name, shape))
+        print(tables[-1])
         print()
-    kinds = ['paper'] if any(name != 'fpn' for name in names) else []
-    print('\n'.join(LEGEND[kind] for kind in kinds + ['fpn'] * ('fpn' in names)))
+    legends = [paper_legend('\n'.join(tables))] if any(name != 'fpn' for name in names) else []
+    print('\n'.join(legends + [LEGEND['fpn']] * ('fpn' in names)))
 
 
 def run(args):
@@ -206,10 +216,11 @@ def run(args):
         return 0
     if args.table:
         if args.targets:
-            print(markdown_table(complexity_rows(args.targets, shape, args.num_classes,
-                                                 args.num_proposals)))
+            table = markdown_table(complexity_rows(args.targets, shape, args.num_classes,
+                                                   args.num_proposals))
+            print(table)
             print()
-            print(LEGEND['paper'])
+            print(paper_legend(table))
         else:
             print_tables(PAPER_TABLES, shape)
         return 0
