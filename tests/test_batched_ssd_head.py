@@ -17,6 +17,7 @@ import sys
 
 import pytest
 import torch
+import torch._dynamo
 from mmengine.config import Config, ConfigDict
 from mmengine.structures import InstanceData
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -544,7 +545,11 @@ def test_op_count_does_not_grow_with_the_batch():
 
 
 def test_loss_compiles_to_one_graph():
-    """torch.compile(fullgraph=True) traces the loss (forward and backward) without a break."""
+    """torch.compile(fullgraph=True) traces the loss (forward and backward) in one graph.
+
+    With torch 2.13, fullgraph=True no longer refuses an ``.item()`` or a boolean mask (it traces
+    them with data-dependent sizes), so Dynamo's ``explain`` must also count one graph and no
+    break (it breaks on both; checked)."""
     _, head = head_pair()
     gts = random_batch('mixed')
     feats = features(len(gts))
@@ -555,8 +560,11 @@ def test_loss_compiles_to_one_graph():
             head._constant('means', head.bbox_coder.means, 'cpu', torch.float32),
             head._constant('stds', head.bbox_coder.stds, 'cpu', torch.float32),
             head._loss_settings)
-    # the 'eager' backend: only Dynamo's tracing, which fails on any graph break (an .item(), a
-    # data-dependent shape); no code generation
+    explained = torch._dynamo.explain(ssd_batch_ops.ssd_loss)(logits.detach(), deltas.detach(),
+                                                              *args)
+    assert (explained.graph_count, explained.graph_break_count) == (1, 0), \
+        explained.break_reasons
+    # the 'eager' backend: Dynamo's tracing without code generation
     compiled = torch.compile(ssd_batch_ops.ssd_loss, fullgraph=True, backend='eager')
     results = []
     for loss_fn in (ssd_batch_ops.ssd_loss, compiled):
