@@ -306,7 +306,7 @@ def tiny_coco(folder, bad=None):
     return str(ann_file), str(path)
 
 
-def ssd_loader(folder, ann_file, workers, skip_bad_images=True):
+def ssd_loader(folder, ann_file, workers, skip_bad_images=True, collate='pseudo_collate'):
     from mmengine.registry import init_default_scope
     from mmengine.runner import Runner
     init_default_scope('mmdet')
@@ -324,7 +324,8 @@ def ssd_loader(folder, ann_file, workers, skip_bad_images=True):
                    filter_cfg=dict(filter_empty_gt=False), pipeline=pipeline)
     return Runner.build_dataloader(
         dict(batch_size=2, num_workers=workers, persistent_workers=workers > 0,
-             sampler=dict(type='DefaultSampler', shuffle=False), dataset=dataset), seed=0)
+             sampler=dict(type='DefaultSampler', shuffle=False), dataset=dataset,
+             collate_fn=dict(type=collate)), seed=0)
 
 
 @pytest.mark.parametrize('workers', [0, 2])
@@ -386,3 +387,38 @@ def test_missing_image_is_named(tmp_path):
     with pytest.raises(BadImageError, match=r"image '.*nothing\.jpg' cannot be read"):
         SafeLoadImageFromFile(skip_bad_images=False)(
             dict(img_path=osp.join(tmp_path, 'nothing.jpg')))
+
+
+# ----------------------------------------------------------------------------------------------
+# Packed collate: the same batches, one shared block per dtype
+# ----------------------------------------------------------------------------------------------
+
+
+def batch_tensors(batch):
+    """Every tensor of a batch: inputs, then each sample's boxes and labels."""
+    tensors = list(batch['inputs'])
+    for sample in batch['data_samples']:
+        for instances in (sample.gt_instances, sample.ignored_instances):
+            tensors += [instances.bboxes.tensor, instances.labels]
+    return tensors
+
+
+@pytest.mark.parametrize('workers', [0, 2])
+def test_packed_collate_same_batches(tmp_path, workers):
+    from mmengine.runner import set_random_seed
+    ann_file, _ = tiny_coco(tmp_path)
+    runs = []
+    for collate in ('pseudo_collate', 'packed_pseudo_collate'):
+        # same seeds (this process's and mmengine's worker seeds, no shuffling): same draws
+        set_random_seed(0)
+        runs.append([batch_tensors(b) for b in ssd_loader(tmp_path, ann_file, workers,
+                                                          collate=collate)])
+    plain, packed = runs
+    assert len(plain) == len(packed) == 2
+    for expected, got in zip(plain, packed):
+        assert len(expected) == len(got)
+        for a, b in zip(expected, got):
+            assert a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b)
+        storages = {t.untyped_storage().data_ptr() for t in got if t.numel()}
+        # in a worker: one block for the float32 tensors, one for the int64 labels
+        assert len(storages) == (2 if workers else len([t for t in got if t.numel()]))
