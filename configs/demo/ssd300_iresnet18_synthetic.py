@@ -2,7 +2,7 @@
 # with a half-width iResNet-18 backbone cut after stage 3, trained from scratch on the bundled
 # synthetic shapes data (tools/data/make_synthetic_coco.py: 400 train / 100 val images of 320x320,
 # 5 categories, small, medium and large objects). Sized to train and evaluate in minutes on a CPU;
-# the measured time and AP (47.9 trained, 0.0 untrained) are in docs/training.md.
+# the measured time and AP (trained and untrained, on the CPUs tried) are in docs/training.md.
 #
 # Differences to the COCO configs, all for speed on a CPU (our choices, not the paper's):
 #   * iResNet-18 at half width (base_channels=32, C4 = 128 channels) instead of iResNet-50, and
