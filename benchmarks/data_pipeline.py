@@ -17,7 +17,8 @@ config's train dataset at them, and measures:
   per worker) is not timed; then ``workers`` x R batches are, R rounds covering at least
   ``--images`` images. The dataset is repeated (``RepeatDataset``) so that no epoch ends inside the
   measurement. ``--reference`` measures mmdet's transforms the same way; ``--repeats R`` times
-  every count R times, round-robin, and keeps the best round (the least disturbed by other load).
+  every count R times, round-robin, and keeps the best round (the least disturbed by other load);
+  ``--loader-only`` leaves out the per-transform timing.
 
 Image sizes: ``--size WxH`` for all images, or by default an approximation of COCO train2017's
 (longer side 640 px; mostly 4:3 and 3:2 landscape, some portrait, square, 16:9 and 500x375). The
@@ -26,7 +27,7 @@ JPEG quality (97) gives about COCO's 0.5 bytes per pixel: decoding time grows wi
 Usage::
 
     .venv/bin/python benchmarks/data_pipeline.py CONFIG [--workers 0,1,2] [--images 512]
-        [--size WxH] [--reference] [--repeats 1] [--seed 0] [--json FILE]
+        [--size WxH] [--reference] [--repeats 1] [--loader-only] [--seed 0] [--json FILE]
         [--cfg-options KEY=VALUE ...]
 
 Bad input (a missing config, a bad worker list or size, an unwritable ``--json``) gives one
@@ -159,6 +160,8 @@ def parse_args(argv=None):
     parser.add_argument('--images', type=int, default=512,
                         help='synthetic images written, and about the number timed per count')
     parser.add_argument('--size', help='WIDTHxHEIGHT of every image (default: COCO\'s sizes)')
+    parser.add_argument('--loader-only', action='store_true',
+                        help='time the DataLoader only, not each transform')
     parser.add_argument('--reference', action='store_true',
                         help="also time the DataLoader with mmdet's transforms")
     parser.add_argument('--repeats', type=int, default=1,
@@ -425,6 +428,20 @@ def cpu_name():
     return platform.processor() or 'unknown'
 
 
+def measure_transforms(cfg, reference):
+    """``(names, times)``: the config's transform names and :func:`time_transforms` of the config's
+    and the reference's pipelines over the config's (synthetic) train dataset."""
+    from mmdet.registry import DATASETS, TRANSFORMS
+    with quiet():
+        dataset = DATASETS.build(dict(leaf_dataset(cfg.train_dataloader['dataset']), pipeline=[]))
+        dataset.full_init()
+    pipelines = {name: [TRANSFORMS.build(step) for step in
+                        leaf_dataset(c.train_dataloader['dataset'])['pipeline']]
+                 for name, c in (('config', cfg), ('mmdet', reference))}
+    names = [type(step).__name__ for step in pipelines['config']]
+    return names, time_transforms(dataset, pipelines)
+
+
 def print_transforms(names, times):
     ours, mmdet = times['config'], times['mmdet']
     print('\nCPU ms per image and transform, one process (one torch thread, as in a DataLoader '
@@ -436,6 +453,16 @@ def print_transforms(names, times):
     before, after = sum(mmdet), sum(ours)
     print(f'| total | {before:.2f} ({1e3 / before:.0f} img/s) | {after:.2f} '
           f'({1e3 / after:.0f} img/s) | {before / after:.2f}x |')
+
+
+def loader_settings(cfg):
+    """The train DataLoader options that decide its speed, as the config gives them."""
+    loader = cfg.train_dataloader
+    collate = loader.get('collate_fn') or dict(type='pseudo_collate')
+    return dict(batch_size=loader.get('batch_size'), collate_fn=collate.get('type'),
+                pin_memory=loader.get('pin_memory', False),
+                persistent_workers=loader.get('persistent_workers', False),
+                prefetch_factor=loader.get('prefetch_factor'))
 
 
 def print_loaders(rows, repeats):
@@ -456,7 +483,6 @@ def main(argv=None):
     if importlib.util.find_spec('PIL') is None:
         raise ToolError('Pillow draws the synthetic images: pip install pillow')
     setup_like_runner(cfg, args.seed)
-    from mmdet.registry import DATASETS, TRANSFORMS
     dataset_cfg = leaf_dataset(cfg.train_dataloader['dataset'])
     classes = dataset_classes(dataset_cfg)
     reference = copy.deepcopy(cfg)
@@ -464,29 +490,25 @@ def main(argv=None):
         dataset_cfg['pipeline'])
     sizes = image_sizes(args.images, args.image_size, args.seed)
     print(f"{args.config}: {args.images} images ({args.size or 'COCO sizes'}), workers "
-          f"{args.worker_counts}, batch {cfg.train_dataloader['batch_size']}, CPU: {cpu_name()} "
-          f'({os.cpu_count()} logical cores)', flush=True)
+          f'{args.worker_counts}, CPU: {cpu_name()} ({os.cpu_count()} logical cores), loader: '
+          + ', '.join(f'{k}={v}' for k, v in loader_settings(cfg).items()), flush=True)
     with tempfile.TemporaryDirectory(prefix='data_pipeline_') as folder:
         start = time.perf_counter()
         ann_file = write_dataset(folder, sizes, classes, args.seed)
         print(f'images written in {time.perf_counter() - start:.1f} s', flush=True)
         for config in (cfg, reference):
             point_to(leaf_dataset(config.train_dataloader['dataset']), folder, ann_file)
-        with quiet():
-            dataset = DATASETS.build(dict(dataset_cfg, pipeline=[]))
-            dataset.full_init()
-        pipelines = {name: [TRANSFORMS.build(step) for step in
-                            leaf_dataset(c.train_dataloader['dataset'])['pipeline']]
-                     for name, c in (('config', cfg), ('mmdet', reference))}
-        names = [type(step).__name__ for step in pipelines['config']]
-        times = time_transforms(dataset, pipelines)
-        print_transforms(names, times)
+        names, times = [], {'config': [], 'mmdet': []}
+        if not args.loader_only:
+            names, times = measure_transforms(cfg, reference)
+            print_transforms(names, times)
         configs = (('config', cfg), ('mmdet', reference))[:2 if args.reference else 1]
         rows = time_loaders(configs, args.worker_counts, args.images, args.seed, args.repeats)
     print_loaders(rows, args.repeats)
     if args.json:
         record = dict(config=args.config, cpu=cpu_name(), cores=os.cpu_count(),
                       images=args.images, size=args.size or 'coco', seed=args.seed,
+                      loader_settings=loader_settings(cfg),
                       transforms=[dict(transform=n, mmdet_ms=b, config_ms=a)
                                   for n, b, a in zip(names, times['mmdet'], times['config'])],
                       loaders=rows)

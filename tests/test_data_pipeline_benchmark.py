@@ -43,6 +43,21 @@ def test_small_run(tmp_path):
     assert all(r['img_per_s'] == max(r['img_per_s_runs']) and len(r['img_per_s_runs']) == 2
                for r in record['loaders'])
     assert '| total |' in result.stdout and 'DataLoader img/s' in result.stdout
+    assert record['loader_settings'] == dict(batch_size=32, collate_fn='packed_pseudo_collate',
+                                             pin_memory=True, persistent_workers=True,
+                                             prefetch_factor=2)
+
+
+def test_loader_only_with_options(tmp_path):
+    out = tmp_path / 'loader.json'
+    result = run(CONFIG, '--images', '4', '--size', '96x72', '--workers', '1', '--loader-only',
+                 '--cfg-options', 'train_dataloader.collate_fn.type=pseudo_collate', '--json',
+                 str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads(out.read_text())
+    assert record['transforms'] == [] and '| total |' not in result.stdout
+    assert record['loader_settings']['collate_fn'] == 'pseudo_collate'
+    assert [r['workers'] for r in record['loaders']] == [1]
 
 
 def test_reference_pipeline_is_mmdets(bench):
