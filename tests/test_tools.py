@@ -542,3 +542,14 @@ def test_test_tool_default_work_dir_leaves_the_training_run_alone(setup, tmp_pat
     assert test.apply_args(cfg, args).work_dir == osp.join('./work_dirs', 'tiny', 'test')
     cfg = test.load_config(setup['configs']['tiny'], {'work_dir': 'runs/a'})
     assert test.apply_args(cfg, args).work_dir == osp.join('runs/a', 'test')
+
+
+def test_resume_without_a_readable_last_checkpoint_takes_the_newest_epoch(tmp_path):
+    from mmengine.config import Config
+    train = tool_module(TRAIN)
+    for name in ('epoch_2.pth', 'epoch_10.pth', 'epoch_9.pth'):
+        (tmp_path / name).write_bytes(b'')
+    for content in ('', str(tmp_path / 'epoch_11.pth')):  # killed while writing it; stale
+        (tmp_path / 'last_checkpoint').write_text(content)
+        cfg = Config(dict(resume=True, load_from=None, work_dir=str(tmp_path)))
+        assert train.resume_checkpoint(cfg) == str(tmp_path / 'epoch_10.pth') == cfg.load_from

@@ -116,7 +116,12 @@ def apply_args(cfg, args):
 
 
 def resume_checkpoint(cfg):
-    """The checkpoint a resumed run will load, or None."""
+    """The checkpoint a resumed run will load, or None.
+
+    Without a path, the work dir's ``last_checkpoint`` names it; where that file is empty or names
+    a missing file (a run killed while writing it), the newest ``epoch_<N>.pth`` is taken, and
+    ``cfg.load_from`` is set so that mmengine resumes from the same file.
+    """
     from mmengine.runner import find_latest_checkpoint
     if not cfg.get('resume'):
         return None
@@ -124,7 +129,24 @@ def resume_checkpoint(cfg):
         return cfg.load_from
     if not osp.isdir(cfg.work_dir):
         return None
-    return find_latest_checkpoint(cfg.work_dir)
+    latest = find_latest_checkpoint(cfg.work_dir)
+    if not latest or not osp.isfile(latest):
+        latest = newest_epoch_checkpoint(cfg.work_dir)
+    if latest:
+        cfg.load_from = latest
+    return latest
+
+
+def newest_epoch_checkpoint(work_dir):
+    """The ``epoch_<N>.pth`` of a work dir with the largest N, or None."""
+    import glob
+    import re
+    epochs = {}
+    for path in glob.glob(osp.join(glob.escape(work_dir), 'epoch_*.pth')):
+        found = re.search(r'epoch_(\d+)\.pth$', path)
+        if found:
+            epochs[int(found.group(1))] = path
+    return epochs[max(epochs)] if epochs else None
 
 
 def preflight(cfg, args):
@@ -136,7 +158,7 @@ def preflight(cfg, args):
     check_data(cfg, ['train', 'val'] if cfg.get('val_cfg') else ['train'],
                all_images=args.check)
     resume_from = resume_checkpoint(cfg)
-    if resume_from:
+    if resume_from and args.check:  # a run checks it once its model is built (check_fits)
         load_checkpoint(resume_from, label='--resume checkpoint')  # exists, loads safely
     return resume_from
 
