@@ -45,7 +45,7 @@ def test_small_run(tmp_path):
     assert '| total |' in result.stdout and 'DataLoader img/s' in result.stdout
     assert record['loader_settings'] == dict(batch_size=32, collate_fn='packed_pseudo_collate',
                                              pin_memory=True, persistent_workers=True,
-                                             prefetch_factor=2)
+                                             prefetch_factor=None)
 
 
 def test_loader_only_with_options(tmp_path):

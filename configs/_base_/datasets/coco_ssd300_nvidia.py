@@ -58,7 +58,8 @@ test_pipeline = [
 # Loader settings (our assumption, from benchmarks/data_pipeline.py; docs/training.md): 8 workers
 # per GPU process (an 8-GPU server with 64+ cores); one fast GPU on its own needs more (15 on a
 # 16-core machine: --cfg-options train_dataloader.num_workers=15). Pinned memory for the
-# host-to-GPU copy; workers kept across epochs; 2 batches prefetched per worker (PyTorch's default).
+# host-to-GPU copy; workers kept across epochs; prefetch_factor left at PyTorch's default (2 batches
+# per worker; set, it would make a num_workers=0 override fail).
 # packed_pseudo_collate: mmengine's pseudo_collate with each batch's tensors in one shared block per
 # dtype, so that the main process does not become the bottleneck receiving ~100 tensors a batch.
 train_dataloader = dict(
@@ -66,7 +67,6 @@ train_dataloader = dict(
     num_workers=8,
     pin_memory=True,
     persistent_workers=True,
-    prefetch_factor=2,
     collate_fn=dict(type='packed_pseudo_collate'),
     batch_sampler=None,
     dataset=dict(pipeline=train_pipeline))
