@@ -88,12 +88,9 @@ import torch  # noqa: E402
 import torch._dynamo  # noqa: E402  (its exceptions)
 
 from iresnet_mmdet.errors import ToolError, run_main  # noqa: E402
+from iresnet_mmdet.models import zoo  # noqa: E402
 
-PAPER_ROWS = [
-    f'configs/ssd300/ssd300_{name}_8xb32-65e_coco.py' for name in (
-        'r50', 'iresnet50', 'iresgroupfix50', 'iresgroup50', 'r101', 'iresnet101',
-        'iresgroupfix101', 'iresgroup101')
-]
+PAPER_ROWS = zoo.ssd300_paper_configs()
 PEER = 'mmdet::ssd/ssd300_coco.py'
 FPN_DIRS = ('configs/faster_rcnn', 'configs/retinanet', 'configs/mask_rcnn')
 VARIANT_PARTS = ('eager', 'compile', 'fuse-conv-bn', 'channels-last', 'onnxruntime')

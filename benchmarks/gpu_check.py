@@ -60,6 +60,7 @@ import torch  # noqa: E402
 
 import iresnet_mmdet  # noqa: E402,F401  (registers the backbones)
 from iresnet_mmdet.errors import ToolError, run_main  # noqa: E402
+from iresnet_mmdet.models import zoo  # noqa: E402
 
 SHAPE_2D, SHAPE_CIFAR, SHAPE_3D = (2, 3, 160, 160), (2, 3, 32, 32), (2, 3, 8, 64, 64)
 #: (name, backbone config, input shape): every preset at the depths of its block kinds.
@@ -73,8 +74,7 @@ BACKBONES = [
       for kind in ('ResNetCifar', 'iResNetCifar')],
     *[(f'{kind}-50', dict(type=kind, depth=50), SHAPE_3D) for kind in ('ResNet3D', 'iResNet3D')],
 ]
-ROWS = ('r50', 'iresnet50', 'iresgroupfix50', 'iresgroup50', 'r101', 'iresnet101',
-        'iresgroupfix101', 'iresgroup101')
+ROWS = tuple(osp.basename(c).split('_')[1] for c in zoo.ssd300_paper_configs())
 AMP_CONFIG = 'configs/ssd300/ssd300_iresnet50_8xb32-65e_coco.py'
 HEAD_CONFIG = 'configs/ssd300/ssd300_r50_8xb32-65e_coco.py'
 KINDS = ('eval', 'train', 'input_grad', 'param_grad')
