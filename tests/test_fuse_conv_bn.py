@@ -133,7 +133,7 @@ def test_video_networks_are_left_as_they_are(backbone_type):
 
 
 CONFIGS = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'configs')
-FAMILIES = ('ssd300', 'demo', 'faster_rcnn', 'retinanet', 'mask_rcnn')
+FAMILIES = ('ssd300', 'demo', 'faster_rcnn', 'retinanet', 'mask_rcnn', 'custom')
 DETECTOR_CONFIGS = sorted(p for family in FAMILIES
                           for p in glob.glob(osp.join(CONFIGS, family, '*.py')))
 
@@ -167,7 +167,7 @@ def test_fusing_keeps_detector_outputs(path):
 def test_every_family_of_shipped_configs_is_covered():
     shipped = glob.glob(osp.join(CONFIGS, '*', '*.py'))
     assert sorted(p for p in shipped if '_base_' not in p) == DETECTOR_CONFIGS
-    assert len(DETECTOR_CONFIGS) == 12 + 2 + 5 + 4 + 4
+    assert len(DETECTOR_CONFIGS) == 12 + 2 + 5 + 4 + 4 + 2
 
 
 def test_mmdet_inference_benchmark_fuses_our_detector(tmp_path, monkeypatch):
