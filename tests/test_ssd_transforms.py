@@ -330,6 +330,9 @@ def ssd_loader(folder, ann_file, workers, skip_bad_images=True, collate='pseudo_
 
 @pytest.mark.parametrize('workers', [0, 2])
 def test_bad_image_skipped_with_a_warning(tmp_path, capfd, workers):
+    # A fresh current logger: one left by an earlier test may write to a stream capfd does not see
+    from mmengine.logging import MMLogger
+    MMLogger.get_instance(f'bad_image_{workers}_{tmp_path.name}', log_level='INFO')
     ann_file, bad = tiny_coco(tmp_path, 'truncated')
     paths = [sample.img_path for batch in ssd_loader(tmp_path, ann_file, workers)
              for sample in batch['data_samples']]
